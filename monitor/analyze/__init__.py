@@ -1,0 +1,1 @@
+"""Pure functions over detections: no I/O, no drawing."""

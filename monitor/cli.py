@@ -1,0 +1,146 @@
+"""The ``monitor`` command: run the engine, check a config, list incidents."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from monitor.config import ConfigError, LoadedConfig, check_files, load_config
+
+log = logging.getLogger("monitor")
+
+DEFAULT_CONFIG = "streams.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    result: int = args.func(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: streams.yaml)")
+        return p
+
+    run = command("run", "run the engine on the configured cameras")
+    run.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    run.set_defaults(func=cmd_run)
+    check = command("check", "validate the config and the files it names; exit 1 on any problem")
+    check.set_defaults(func=cmd_check)
+    incidents = command("incidents", "list incidents, newest first")
+    incidents.add_argument("--json", action="store_true", help="JSON Lines, one incident per line")
+    incidents.add_argument("--limit", type=int, default=None, help="at most this many")
+    incidents.set_defaults(func=cmd_incidents)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=False, rich_tracebacks=True, log_time_format="%H:%M:%S")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
+    for noisy in ("ultralytics", "libav"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: str) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate everything and print every problem at once."""
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    problems = check_files(loaded, decode=True)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    cfg = loaded.config
+    zones = sum(len(c.zones) for c in cfg.cameras.values())
+    print(f"{loaded.path}: {len(cfg.cameras)} camera(s), {zones} zone(s), {len(cfg.speakers)} speaker(s), "
+          f"{len(cfg.rules)} rule(s): {'OK' if not problems else f'{len(problems)} problem(s)'}")  # fmt: skip
+    return 1 if problems else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run until Ctrl-C / SIGTERM or the given duration."""
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    problems = check_files(loaded, decode=False)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    from monitor.engine import Engine
+
+    engine = Engine(loaded)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping (finishing clips, saving incidents)", signal.Signals(signum).name)
+        engine.stop_event.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("village-monitor: %d camera(s) from %s, data in %s", len(loaded.config.cameras), loaded.path,
+             loaded.data_dir)  # fmt: skip
+    engine.run(args.duration)
+    return 0
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    """Print incidents from Redis (the embedded one is started for the query if not running)."""
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    from monitor.store.embedded import connect
+    from monitor.store.incidents import IncidentStore
+
+    client, embedded = connect(loaded.config.redis_url, loaded.data_dir)
+    try:
+        records = list(IncidentStore(client).list(limit=args.limit))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if args.json:
+        for rec in records:
+            print(json.dumps(rec, ensure_ascii=False))
+        return 0
+    _print_table(records)
+    return 0
+
+
+def _print_table(records: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "kind", "camera", "zone", "status", "opened", "closed", "peak", "announced", "clip")
+    for rec in records:
+        plays = rec.get("announcements") or []
+        assert isinstance(plays, list)
+        ok = sum(1 for p in plays if p.get("ok"))
+        clip = rec.get("clip")
+        table.add_row(str(rec["id"]), str(rec["kind"]), str(rec["camera"]), str(rec.get("zone") or "-"),
+                      str(rec["status"]), str(rec["opened_at"])[:19], str(rec.get("closed_at") or "-")[:19],
+                      str(rec["peak_count"]), f"{ok}/{len(plays)}", Path(str(clip)).name if clip else "-")  # fmt: skip
+    Console().print(table)

@@ -1,0 +1,331 @@
+"""streams.yaml: typed models, loading with file:line:col errors, and cross-reference checks.
+
+Validation here is pure (no network, no decoding); checks that touch files live in
+``check_files`` so ``monitor check`` can run them while ``monitor run`` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detectors.config import DetectorConfig
+from monitor.yamlmarks import Mark, Path_, YamlSyntaxError, load_with_marks, nearest_mark
+from speakers.config import SpeakerConfig
+
+URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZoneConfig(_Model):
+    """A polygon on the camera image; people count when their feet are inside it."""
+
+    points: list[tuple[float, float]] = Field(
+        description="Polygon corners, relative (0..1, all values) or in pixels of the camera image.",
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _polygon(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(points) < 3:
+            raise ValueError(f"a zone polygon needs at least 3 points, got {len(points)}")
+        if any(x < 0 or y < 0 for x, y in points):
+            raise ValueError("polygon coordinates must not be negative")
+        return points
+
+    @property
+    def relative(self) -> bool:
+        """True when every coordinate is within 0..1 (fractions of the image size)."""
+        return all(x <= 1.0 and y <= 1.0 for x, y in self.points)
+
+
+class CameraConfig(_Model):
+    """One camera: where its video comes from, its zones and the speakers near it."""
+
+    url: str = Field(description="rtsp:// URL, or a video file (relative to streams.yaml) that loops like a camera.")
+    detect_fps: float = Field(2.0, gt=0, le=30, description="Frames per second sampled for person detection.")
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")
+    speakers: list[str] = Field(default_factory=list, description="Speakers that announcements for this camera use.")
+    speed: float = Field(1.0, gt=0, le=64, description="Playback speed of a file source (1 = real time).")
+    open_timeout_s: float = Field(5.0, gt=0, description="Seconds to wait when connecting to the stream.")
+    read_timeout_s: float = Field(5.0, gt=0, description="Seconds without data before the stream counts as stalled.")
+
+    def source_path(self, base_dir: Path) -> Path | None:
+        """The video file this camera plays, or None for a network stream."""
+        if URL_SCHEME.match(self.url) and not self.url.startswith("file://"):
+            return None
+        raw = self.url.removeprefix("file://")
+        path = Path(raw)
+        return path if path.is_absolute() else base_dir / path
+
+
+class GatheringRuleConfig(_Model):
+    """Too many people in a zone for too long: announce, notify, log an incident."""
+
+    kind: Literal["gathering"]
+    name: str | None = Field(None, description="Name shown on incidents (default: kind/camera/zone).")
+    camera: str = Field(description="Camera the rule watches.")
+    zone: str | None = Field(None, description="Zone on that camera; omitted = the whole image.")
+    min_people: int = Field(ge=1, description="Open an incident at this many people.")
+    dwell_s: float = Field(5.0, ge=0, description="They must stay this long before the incident opens.")
+    close_below: int | None = Field(
+        None, ge=0, description="Close once the count is below this (default min_people): the hysteresis band."
+    )
+    clear_s: float = Field(10.0, ge=0, description="The count must stay below close_below this long to close.")
+    tolerance_s: float = Field(
+        1.5, ge=0, description="Dips shorter than this (a missed detection) do not reset the dwell timer."
+    )
+    cooldown_s: float = Field(120.0, ge=0, description="Minimum time between two announcements of this rule.")
+    announcement: str | None = Field(None, description="Audio file (WAV/MP3/OGG) played on the camera's speakers.")
+    speakers: list[str] | None = Field(None, description="Speakers to use instead of the camera's.")
+
+    @property
+    def close_level(self) -> int:
+        """Count below which the incident starts to clear."""
+        return self.min_people if self.close_below is None else self.close_below
+
+    @property
+    def rule_id(self) -> str:
+        """Stable identifier used in incidents and logs."""
+        return self.name or f"{self.kind}/{self.camera}/{self.zone or '*'}"
+
+
+RuleConfig = Annotated[GatheringRuleConfig, Field(discriminator="kind")]
+
+
+class ClipConfig(_Model):
+    """Incident clips, remuxed from the camera's own encoded packets (no re-encoding)."""
+
+    pre_roll_s: float = Field(8.0, ge=5, le=120, description="Seconds of video kept before the rule fired.")
+    post_roll_s: float = Field(8.0, ge=0, le=300, description="Seconds recorded after the rule fired.")
+
+
+class Config(_Model):
+    """The whole streams.yaml."""
+
+    redis_url: str | None = Field(None, description="External Redis; null = embedded Redis in data_dir.")
+    data_dir: str = Field("./data", description="Clips, snapshots and the embedded Redis (relative to this file).")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Person detector settings.")
+    clips: ClipConfig = Field(default_factory=ClipConfig, description="Incident clip settings.")
+    status_interval_s: float = Field(5.0, gt=0, description="Seconds between console status lines.")
+    cameras: dict[str, CameraConfig] = Field(description="Cameras by name.")
+    speakers: dict[str, SpeakerConfig] = Field(default_factory=dict, description="Speakers by name.")
+    rules: list[RuleConfig] = Field(default_factory=list, description="Rules that turn observations into incidents.")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a config file, located as precisely as the file allows."""
+
+    file: str
+    path: Path_
+    message: str
+    mark: Mark | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.mark.line}:{self.mark.col}" if self.mark else self.file
+        dotted = ".".join(str(p) for p in self.path)
+        return f"{where}: {dotted}: {self.message}" if dotted else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """streams.yaml is invalid; ``problems`` lists every problem found, each with its location."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config plus where it came from (relative paths resolve against ``base_dir``)."""
+
+    config: Config
+    path: Path
+    marks: dict[Path_, Mark]
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory of the config file."""
+        return self.path.parent
+
+    @property
+    def data_dir(self) -> Path:
+        """Absolute data directory."""
+        return (self.base_dir / self.config.data_dir).resolve()
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, made absolute relative to the config file."""
+        path = Path(relative)
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, parse and validate a config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(name, (), f"cannot read config file: {exc.strerror or exc}")]) from None
+    try:
+        data, marks = load_with_marks(_expand_env(text, name))
+    except YamlSyntaxError as exc:
+        raise ConfigError([ConfigProblem(name, (), f"invalid YAML: {exc}", exc.mark)]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(name, (), "expected a mapping with 'cameras:' at the top level")])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(list(_pydantic_problems(exc, data, marks, name))) from None
+    problems = [
+        ConfigProblem(name, loc, msg, nearest_mark(marks, loc)) for loc, msg in cross_reference_problems(config)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(config, path.resolve(), marks)
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(text: str, name: str) -> str:
+    """Fill ``${VAR}`` from the environment so secrets stay out of the file."""
+    missing = sorted({m.group(1) for m in _ENV.finditer(text) if m.group(1) not in os.environ})
+    if missing:
+        raise ConfigError([ConfigProblem(name, (), f"environment variable(s) not set: {', '.join(missing)}")])
+    return _ENV.sub(lambda m: os.environ[m.group(1)], text)
+
+
+def _pydantic_problems(exc: ValidationError, data: Any, marks: dict[Path_, Mark], name: str) -> Iterator[ConfigProblem]:
+    for err in exc.errors():
+        loc = _data_path(data, err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            hint = difflib.get_close_matches(key, _known_keys(), n=1)
+            message = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] not in ("value_error", "assertion_error") and "input" in err:
+                message += f" (got {err['input']!r})"
+        yield ConfigProblem(name, loc, message, nearest_mark(marks, loc))
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path_:
+    """Map a pydantic error location onto the YAML path, dropping union tags it inserts."""
+    path: list[str | int] = []
+    node = data
+    for item in loc:
+        if isinstance(node, dict) and item in node:
+            node = node[item]
+        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+            node = node[item]
+        elif isinstance(node, dict | list):
+            if not isinstance(item, str) or item in _union_tags():
+                continue
+            node = None  # a missing key: report it under its parent
+        else:
+            continue  # inside a scalar (e.g. tuple index of a point): the scalar's position is precise enough
+        path.append(item)
+    return tuple(path)
+
+
+def _models() -> list[type[BaseModel]]:
+    seen: list[type[BaseModel]] = []
+    todo: list[type[BaseModel]] = [Config]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.append(model)
+        for field in model.model_fields.values():
+            for arg in _walk_types(field.annotation):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    todo.append(arg)
+    return seen
+
+
+def _walk_types(tp: Any) -> Iterator[Any]:
+    yield tp
+    for arg in getattr(tp, "__args__", ()) or ():
+        yield from _walk_types(arg)
+    for arg in getattr(tp, "__metadata__", ()) or ():
+        yield from _walk_types(arg)
+
+
+def _known_keys() -> list[str]:
+    return sorted({key for model in _models() for key in model.model_fields})
+
+
+def _union_tags() -> set[str]:
+    tags: set[str] = set()
+    for model in _models():
+        kind = model.model_fields.get("kind")
+        if kind is not None:
+            tags.update(getattr(kind.annotation, "__args__", ()))
+    return tags
+
+
+def cross_reference_problems(config: Config) -> Iterator[tuple[Path_, str]]:
+    """Names that point at nothing: unknown cameras, zones and speakers."""
+    for cam_name, cam in config.cameras.items():
+        for i, spk in enumerate(cam.speakers):
+            if spk not in config.speakers:
+                yield ("cameras", cam_name, "speakers", i), _unknown("speaker", spk, config.speakers)
+    for i, rule in enumerate(config.rules):
+        cam = config.cameras.get(rule.camera)
+        if cam is None:
+            yield ("rules", i, "camera"), _unknown("camera", rule.camera, config.cameras)
+            continue
+        if rule.zone is not None and rule.zone not in cam.zones:
+            yield ("rules", i, "zone"), _unknown(f"zone on camera '{rule.camera}'", rule.zone, cam.zones)
+        for j, spk in enumerate(rule.speakers or []):
+            if spk not in config.speakers:
+                yield ("rules", i, "speakers", j), _unknown("speaker", spk, config.speakers)
+        if rule.close_level > rule.min_people:
+            yield ("rules", i, "close_below"), f"close_below ({rule.close_level}) must not exceed min_people"
+
+
+def _unknown(what: str, name: str, known: dict[str, Any]) -> str:
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    listing = ", ".join(sorted(known)) or "none defined"
+    return f"unknown {what} '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else f" (known: {listing})")
+
+
+def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem]:
+    """Problems with the files the config points at: missing videos and announcements."""
+    from speakers.audio import AnnouncementError, load_announcement
+
+    problems: list[ConfigProblem] = []
+
+    def add(loc: Path_, message: str) -> None:
+        problems.append(ConfigProblem(str(loaded.path), loc, message, nearest_mark(loaded.marks, loc)))
+
+    for cam_name, cam in loaded.config.cameras.items():
+        source = cam.source_path(loaded.base_dir)
+        if source is not None and not source.is_file():
+            add(("cameras", cam_name, "url"), f"video file not found: {source}")
+    for i, rule in enumerate(loaded.config.rules):
+        if rule.announcement is None:
+            continue
+        audio = loaded.resolve(rule.announcement)
+        if not audio.is_file():
+            add(("rules", i, "announcement"), f"announcement file not found: {audio}")
+        elif decode:
+            try:
+                load_announcement(audio, 8000)
+            except AnnouncementError as exc:
+                add(("rules", i, "announcement"), str(exc))
+    return problems

@@ -1,0 +1,254 @@
+"""The running engine: stream workers -> batched detection -> zones -> rules -> actions.
+
+One detection loop serves all cameras: it takes the newest sampled frame of each camera, runs
+the model once per batch, and hands each result to the pure analytics and rule state machines.
+Side effects (Redis, JPEG, clips, speakers) are small calls whose slow parts run on other threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from detectors import Detector, create_detector
+from monitor.actions.announce import Announcer
+from monitor.actions.snapshot import annotate, write_jpeg
+from monitor.analyze.zones import Polygon, count_zones, to_pixels
+from monitor.config import CameraConfig, GatheringRuleConfig, LoadedConfig
+from monitor.ingest.clips import ClipRequest, ClipResult
+from monitor.ingest.worker import Source, StreamWorker
+from monitor.rules.gathering import GatheringParams, GatheringState, RuleEvent
+from monitor.store.embedded import EmbeddedRedis, connect
+from monitor.store.incidents import IncidentStore
+from monitor.types import Detections, Frame, Observation, PlaybackResult
+
+log = logging.getLogger(__name__)
+
+RING_MARGIN_S = 6.0  # covers a keyframe interval before the pre-roll
+
+
+@dataclass
+class RuleRuntime:
+    """A configured rule, its state machine and the incident it has open."""
+
+    config: GatheringRuleConfig
+    state: GatheringState
+    incident_id: str | None = None
+
+
+@dataclass
+class CameraRuntime:
+    """Everything the detection loop keeps per camera."""
+
+    name: str
+    config: CameraConfig
+    worker: StreamWorker
+    rules: list[RuleRuntime] = field(default_factory=list)
+    polygons: dict[str, Polygon] = field(default_factory=dict)
+    polygon_size: tuple[int, int] | None = None
+    last_seq: int = 0
+    dropped: int = 0
+    detections: int = 0
+    detect_times: list[float] = field(default_factory=list)
+    last: Observation | None = None
+
+    def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
+        """Zones in pixels for this frame size (recomputed only when the size changes)."""
+        if size != self.polygon_size:
+            self.polygons = {n: to_pixels(z.points, size, z.relative) for n, z in self.config.zones.items()}
+            self.polygon_size = size
+        return self.polygons
+
+
+def rule_params(rule: GatheringRuleConfig) -> GatheringParams:
+    """The state machine's parameters from the rule's config."""
+    return GatheringParams(rule.min_people, rule.dwell_s, rule.close_level, rule.clear_s, rule.tolerance_s,
+                           rule.cooldown_s)  # fmt: skip
+
+
+def make_source(loaded: LoadedConfig, cam: CameraConfig) -> Source:
+    """Where a camera's video comes from, with file paths resolved against the config file."""
+    path = cam.source_path(loaded.base_dir)
+    url = str(path) if path is not None else cam.url
+    return Source(url, path is not None, cam.speed, cam.open_timeout_s, cam.read_timeout_s)
+
+
+class Engine:
+    """Owns every stage for one config; ``run`` blocks until stopped or the duration is over."""
+
+    def __init__(self, loaded: LoadedConfig, detector: Detector | None = None) -> None:
+        self.loaded = loaded
+        cfg = loaded.config
+        self.data_dir = loaded.data_dir
+        self.stop_event = threading.Event()
+        self.embedded: EmbeddedRedis | None = None
+        self._detector = detector
+        ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
+        self.cameras = {
+            name: CameraRuntime(name, cam, StreamWorker(name, make_source(loaded, cam), cam.detect_fps, ring_s))
+            for name, cam in cfg.cameras.items()
+        }
+        for rule in cfg.rules:
+            self.cameras[rule.camera].rules.append(RuleRuntime(rule, GatheringState(rule_params(rule))))
+        self.store: IncidentStore | None = None
+        self.announcer: Announcer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect Redis, load the detector, start speakers and stream workers."""
+        cfg = self.loaded.config
+        client, self.embedded = connect(cfg.redis_url, self.data_dir)
+        self.store = IncidentStore(client)
+        if self._detector is None:
+            self._detector = create_detector(cfg.detector, self.loaded.base_dir)
+        log.info("detector: %s", self._detector.describe())
+        self.announcer = Announcer(dict(cfg.speakers))
+        for cam in self.cameras.values():
+            cam.worker.start()
+
+    def stop(self) -> None:
+        """Stop reading, finish clips and announcements, close open incidents, flush Redis."""
+        self.stop_event.set()
+        for cam in self.cameras.values():
+            cam.worker.stop()
+        if self.announcer is not None:
+            self.announcer.close()
+        now = time.time()
+        for cam in self.cameras.values():
+            for rr in cam.rules:
+                if rr.incident_id and self.store is not None:
+                    self.store.close(rr.incident_id, now, rr.state.peak)
+                    rr.incident_id = None
+        if self.embedded is not None:
+            self.embedded.stop()
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Start, detect until stopped (or ``duration_s`` passed), then stop cleanly."""
+        self.start()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        next_status = time.monotonic() + self.loaded.config.status_interval_s
+        try:
+            while not self.stop_event.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if not self.detect_once():
+                    self.stop_event.wait(0.01)
+                if time.monotonic() >= next_status:
+                    self.report_status()
+                    next_status += self.loaded.config.status_interval_s
+        finally:
+            self.stop()
+
+    # -- the detection loop --------------------------------------------------------------------
+    def detect_once(self) -> bool:
+        """Run the detector on every camera's newest unseen frame; False when there was none."""
+        batch: list[tuple[CameraRuntime, Frame]] = []
+        for cam in self.cameras.values():
+            frame = cam.worker.latest()
+            if frame is None or frame.seq <= cam.last_seq:
+                continue
+            cam.dropped += max(0, frame.seq - cam.last_seq - 1) if cam.last_seq else 0
+            cam.last_seq = frame.seq
+            batch.append((cam, frame))
+        if not batch:
+            return False
+        assert self._detector is not None
+        t0 = time.monotonic()
+        results = self._detector.detect([frame.image for _, frame in batch])
+        elapsed = time.monotonic() - t0
+        for (cam, frame), detections in zip(batch, results, strict=True):
+            cam.detect_times = [*cam.detect_times[-19:], time.monotonic()]
+            cam.detections += 1
+            self.observe(cam, frame, detections, elapsed)
+        return True
+
+    def observe(self, cam: CameraRuntime, frame: Frame, detections: Detections, latency_s: float = 0.0) -> None:
+        """Count zones, advance the camera's rules and act on their transitions."""
+        zones = count_zones(detections, cam.zone_polygons(frame.size))
+        obs = Observation(cam.name, frame.ts, detections, zones)
+        cam.last = obs
+        for rr in cam.rules:
+            count = zones[rr.config.zone].count if rr.config.zone else len(detections)
+            for event in rr.state.update(frame.ts, count):
+                self.act(cam, rr, event, frame, obs)
+
+    def act(self, cam: CameraRuntime, rr: RuleRuntime, event: RuleEvent, frame: Frame, obs: Observation) -> None:
+        """Turn a rule transition into incident records, a snapshot, a clip and announcements."""
+        assert self.store is not None
+        rule = rr.config
+        if event.transition == "opened":
+            record = self.store.open(kind=rule.kind, rule=rule.rule_id, camera=cam.name, zone=rule.zone,
+                                     ts=event.ts, count=event.count,
+                                     details={"min_people": rule.min_people, "dwell_s": rule.dwell_s})  # fmt: skip
+            incident_id = rr.incident_id = record["id"]
+            log.warning("INCIDENT %s opened: %s on %s, %d people", incident_id, rule.kind, cam.name, event.count)
+            self._snapshot(incident_id, cam, rule, frame, obs)
+            self._clip(incident_id, cam, event.ts)
+            if event.announce and rule.announcement:
+                speakers = rule.speakers if rule.speakers is not None else cam.config.speakers
+                assert self.announcer is not None
+                self.announcer.announce(self.loaded.resolve(rule.announcement), speakers,
+                                        lambda result, i=incident_id: self._record_playback(i, result))  # fmt: skip
+        elif rr.incident_id is None:
+            return
+        elif event.transition == "peak":
+            self.store.set_peak(rr.incident_id, event.peak)
+        else:
+            log.warning("INCIDENT %s closed (peak %d)", rr.incident_id, event.peak)
+            self.store.close(rr.incident_id, event.ts, event.peak)
+            rr.incident_id = None
+
+    def _snapshot(self, incident_id: str, cam: CameraRuntime, rule: GatheringRuleConfig, frame: Frame,
+                  obs: Observation) -> None:  # fmt: skip
+        zones = cam.zone_polygons(frame.size)
+        shown = {rule.zone: zones[rule.zone]} if rule.zone else zones
+        members = obs.zones[rule.zone].members if rule.zone else tuple(range(len(obs.detections)))
+        caption = f"{cam.name}  {rule.kind}  {len(members)} people  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(frame.ts))}"
+        image = annotate(frame.image, obs.detections, shown, members, caption)
+        path = write_jpeg(self.data_dir / "snapshots" / f"{incident_id}.jpg", image)
+        assert self.store is not None
+        self.store.set_media(incident_id, snapshot=str(path))
+
+    def _clip(self, incident_id: str, cam: CameraRuntime, ts: float) -> None:
+        clips = self.loaded.config.clips
+        path = self.data_dir / "clips" / f"{incident_id}.mp4"
+
+        def done(result: ClipResult) -> None:
+            assert self.store is not None
+            if result.path is None:
+                log.error("incident %s: no clip: %s", incident_id, result.error)
+                self.store.update(incident_id, lambda rec: rec["details"].update(clip_error=result.error))
+                return
+            self.store.set_media(incident_id, clip=str(result.path))
+
+        cam.worker.request_clip(ClipRequest(path, ts - clips.pre_roll_s, ts + clips.post_roll_s, done))
+
+    def _record_playback(self, incident_id: str, result: PlaybackResult) -> None:
+        assert self.store is not None
+        self.store.add_announcement(incident_id, result)
+
+    # -- status ----------------------------------------------------------------------------------
+    def report_status(self) -> None:
+        """One console line per camera, and the same figures in Redis for other machines."""
+        for cam in self.cameras.values():
+            st = cam.worker.status()
+            times = cam.detect_times
+            det_fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else 0.0
+            people = len(cam.last.detections) if cam.last else 0
+            zones = " ".join(f"{z}={c.count}" for z, c in cam.last.zones.items()) if cam.last else ""
+            state = "online" if st.online else f"OFFLINE ({st.last_error})"
+            log.info("%s: %d people %s| in %.1f fps, detect %.1f fps, dropped %d | %s",
+                     cam.name, people, f"[{zones}] " if zones else "", st.input_fps, det_fps, cam.dropped, state)  # fmt: skip
+            if self.store is not None:
+                status = {"online": int(st.online), "people": people, "input_fps": st.input_fps,
+                          "detect_fps": round(det_fps, 2), "dropped": cam.dropped, "reconnects": st.reconnects,
+                          "last_frame_ts": st.last_frame_ts or 0, "last_error": st.last_error or ""}  # fmt: skip
+                try:
+                    self.store.publish_camera_status(cam.name, status, ttl_s=int(self.loaded.config.status_interval_s * 4))
+                except redis.RedisError as exc:
+                    log.error("could not publish status of %s: %s", cam.name, exc)
+

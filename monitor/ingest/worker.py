@@ -1,0 +1,258 @@
+"""One thread per camera: read the stream, buffer packets, publish the newest sampled frame.
+
+The worker never waits on detection: it overwrites its single "latest frame" slot, so a slow
+detector makes frames be skipped (and counted), never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
+from monitor.ingest.prebuffer import BufferedPacket, PacketRing
+from monitor.types import Frame
+
+log = logging.getLogger(__name__)
+
+RTSP_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000"}
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a camera's video comes from: a network URL, or a file that loops like a camera."""
+
+    url: str
+    is_file: bool
+    speed: float = 1.0
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+
+    def redacted(self) -> str:
+        """The URL without credentials, for logs."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return self.url
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """Live health of one camera's ingest."""
+
+    online: bool = False
+    input_fps: float = 0.0
+    frames: int = 0
+    sampled: int = 0
+    last_frame_ts: float | None = None
+    reconnects: int = 0
+    last_error: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class StreamWorker:
+    """Reads one camera until stopped, reconnecting with capped exponential backoff."""
+
+    def __init__(self, camera: str, source: Source, detect_fps: float, ring_s: float) -> None:
+        self.camera = camera
+        self.source = source
+        self.sample_interval = 1.0 / detect_fps
+        self.ring = PacketRing(ring_s)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._clips: list[ClipRequest] = []
+        self._status = WorkerStatus()
+        self._arrivals: deque[float] = deque(maxlen=64)
+        self._thread = threading.Thread(target=self._run, name=f"ingest-{camera}", daemon=True)
+
+    # -- control -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start reading in the background."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading; pending clips are finished with the video buffered so far."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        return self._thread.is_alive()
+
+    # -- what other stages use -----------------------------------------------------------------
+    def latest(self) -> Frame | None:
+        """The newest sampled frame (the detector takes it; older ones were simply replaced)."""
+        with self._lock:
+            return self._latest
+
+    def status(self) -> WorkerStatus:
+        """A snapshot of this camera's ingest health."""
+        with self._lock:
+            fps = 0.0
+            if len(self._arrivals) >= 2 and self._arrivals[-1] > self._arrivals[0]:
+                fps = (len(self._arrivals) - 1) / (self._arrivals[-1] - self._arrivals[0])
+            return replace(self._status, input_fps=round(fps, 2))
+
+    def request_clip(self, request: ClipRequest) -> None:
+        """Write a clip once the stream has reached ``request.end_ts`` (or when it stops)."""
+        with self._lock:
+            self._clips.append(request)
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        delay = BACKOFF_FIRST_S
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._session()
+                error = "stream ended" if not self._stop.is_set() else None
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug must not kill the camera forever; it is logged and retried
+                log.exception("camera %s: unexpected error", self.camera)
+                error = f"{type(exc).__name__}: {exc}"
+            self._finish_clips(force=True)
+            self.ring.clear()
+            if self._stop.is_set():
+                break
+            if time.monotonic() - started > 2 * BACKOFF_MAX_S:
+                delay = BACKOFF_FIRST_S  # it had been running fine: start backing off afresh
+            self._set_status(online=False, last_error=error, reconnects=self._status.reconnects + 1)
+            wait = min(delay, BACKOFF_MAX_S) * random.uniform(0.8, 1.2)
+            log.warning("camera %s offline (%s); reconnecting in %.1f s", self.camera, error, wait)
+            self._stop.wait(wait)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+        self._finish_clips(force=True)
+        self._set_status(online=False)
+
+    def _session(self) -> None:
+        """One connection: open, read until the stream ends, fails or we are stopped."""
+        src = self.source
+        options = {} if src.is_file else dict(RTSP_OPTIONS) if src.url.startswith("rtsp") else {}
+        with av.open(src.url, options=options, timeout=(src.open_timeout_s, src.read_timeout_s)) as container:
+            if not container.streams.video:
+                raise ValueError(f"no video stream in {src.redacted()}")
+            stream = container.streams.video[0]
+            log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
+            self._set_status(online=True, last_error=None)
+            next_sample = 0.0
+            try:
+                for item, frames in self._packets(container, stream):
+                    self.ring.push(item)
+                    for ts, frame in frames:
+                        self._count_frame(ts)
+                        if ts >= next_sample:
+                            next_sample = max(next_sample + self.sample_interval, ts - self.sample_interval / 2)
+                            self._publish(ts, frame)
+                    self._finish_clips(force=False, template=stream)
+            finally:
+                self._finish_clips(force=True, template=stream)  # while the container can still serve as template
+
+    def _packets(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> Iterator[tuple[BufferedPacket, list[tuple[float, av.VideoFrame]]]]:
+        """Demux (looping and pacing files), yielding packets with the frames they decode to."""
+        tb = float(stream.time_base)
+        offset = 0  # added to pts/dts: keeps timestamps increasing across file loops
+        span = 0  # end of the last pass, in ticks
+        last_dts = None
+        t0_wall = time.time()
+        t0_media: float | None = None
+        while not self._stop.is_set():
+            got_any = False
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                got_any = True
+                dts = packet.dts if packet.dts is not None else packet.pts
+                if dts is None:
+                    dts = 0 if last_dts is None else last_dts + 1
+                dts += offset
+                if last_dts is not None and dts <= last_dts:
+                    dts = last_dts + 1  # live streams repeat timestamps at times; keep them increasing
+                pts = (packet.pts + offset) if packet.pts is not None else dts
+                duration = packet.duration or 0
+                span = max(span, pts + duration - offset)
+                last_dts = dts
+                if self.source.is_file:
+                    if t0_media is None:
+                        t0_media = dts * tb
+                    media = dts * tb - t0_media
+                    self._pace(t0_wall + media / self.source.speed)
+                    ts = t0_wall + media
+                else:
+                    ts = time.time()
+                frames = [(ts + ((f.pts or 0) + offset - dts) * tb, f) for f in packet.decode()]
+                item = BufferedPacket(ts, pts, dts, duration, bool(packet.is_keyframe), packet)
+                yield item, frames
+                if self._stop.is_set():
+                    return
+            if not self.source.is_file:
+                return  # a live stream that ends is a disconnect: reconnect
+            if not got_any:
+                raise ValueError(f"no decodable video in {self.source.redacted()}")
+            container.seek(0)
+            stream.codec_context.flush_buffers()
+            offset += span
+            span = 0
+
+    def _pace(self, due_wall: float) -> None:
+        delay = due_wall - time.time()
+        if delay > 0:
+            self._stop.wait(delay)
+
+    def _count_frame(self, ts: float) -> None:
+        with self._lock:
+            self._arrivals.append(time.monotonic())
+            self._status = replace(self._status, frames=self._status.frames + 1, last_frame_ts=ts)
+
+    def _publish(self, ts: float, frame: av.VideoFrame) -> None:
+        image = frame.to_ndarray(format="bgr24")
+        with self._lock:
+            seq = self._status.sampled + 1
+            self._latest = Frame(self.camera, seq, ts, np.ascontiguousarray(image))
+            self._status = replace(self._status, sampled=seq, width=frame.width, height=frame.height)
+
+    def _set_status(self, **changes: object) -> None:
+        with self._lock:
+            self._status = replace(self._status, **changes)  # type: ignore[arg-type]
+
+    def _finish_clips(self, force: bool, template: av.video.stream.VideoStream | None = None) -> None:
+        """Write every requested clip whose end the stream has reached (all of them when forced)."""
+        newest = self.ring.newest_ts
+        with self._lock:
+            due = [c for c in self._clips if force or (newest is not None and newest >= c.end_ts)]
+            self._clips = [c for c in self._clips if c not in due]
+        for req in due:
+            result = self._write(req, template)
+            try:
+                req.on_done(result)
+            except Exception:
+                log.exception("camera %s: clip callback failed", self.camera)
+
+    def _write(self, req: ClipRequest, template: av.video.stream.VideoStream | None) -> ClipResult:
+        if template is None:
+            return ClipResult(None, None, None, "the stream stopped before the clip could be written")
+        try:
+            result = write_clip(req.path, template, self.ring.window(req.start_ts, req.end_ts))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.error("camera %s: writing clip %s failed: %s", self.camera, req.path, exc)
+            return ClipResult(None, None, None, f"{type(exc).__name__}: {exc}")
+        if result.path is not None:
+            log.info("camera %s: clip %s (%.1f s)", self.camera, Path(result.path).name,
+                     (result.end_ts or 0) - (result.start_ts or 0))
+        return result

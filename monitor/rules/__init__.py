@@ -1,0 +1,1 @@
+"""Rules: pure state machines fed with timestamped observations, emitting incident transitions."""

@@ -1,0 +1,1 @@
+"""Redis-backed state: incidents, the event stream, camera status."""

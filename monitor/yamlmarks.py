@@ -1,0 +1,96 @@
+"""Load YAML while remembering where every value came from, so errors can name file:line:col."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """1-based line and column of a YAML node."""
+
+    line: int
+    col: int
+
+
+class YamlSyntaxError(ValueError):
+    """The text is not valid YAML; ``mark`` says where the parser gave up."""
+
+    def __init__(self, message: str, mark: Mark | None) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
+def load_with_marks(text: str) -> tuple[Any, dict[Path_, Mark]]:
+    """Parse YAML text into plain Python data plus a map from key path to source position.
+
+    Keys map to the position of the key itself (where a person would look to fix it);
+    list items map to the position of the item.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        m = exc.problem_mark
+        mark = Mark(m.line + 1, m.column + 1) if m is not None else None
+        raise YamlSyntaxError(f"{exc.problem or exc}", mark) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(str(exc), None) from None
+    marks: dict[Path_, Mark] = {}
+    if root is None:
+        return None, marks
+    marks[()] = _mark(root)
+    return _build(root, (), marks), marks
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _build(node: yaml.Node, path: Path_, marks: dict[Path_, Mark]) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *template` keeps 200-camera files short
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for source in sources:
+                    built = _build(source, path, marks)
+                    if isinstance(built, dict):
+                        merged = {**built, **merged}
+                continue
+            key = _scalar(key_node)
+            child = (*path, key)
+            marks[child] = _mark(key_node)
+            out[key] = _build(value_node, child, marks)
+        return {**merged, **out}
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            child = (*path, i)
+            marks[child] = _mark(item)
+            items.append(_build(item, child, marks))
+        return items
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """Resolve a scalar with the safe loader's own rules (ints, floats, bools, null)."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def nearest_mark(marks: dict[Path_, Mark], path: Path_) -> Mark | None:
+    """The position of ``path`` or of its closest ancestor that exists in the file."""
+    for end in range(len(path), -1, -1):
+        found = marks.get(path[:end])
+        if found is not None:
+            return found
+    return None
