@@ -50,9 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    handler = RichHandler(show_path=False, rich_tracebacks=True, log_time_format="%H:%M:%S")
+    # Logs go to stderr: stdout is for data (`monitor incidents --json`).
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True,
+                          log_time_format="%H:%M:%S")  # fmt: skip
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("ultralytics", "libav"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

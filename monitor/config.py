@@ -57,6 +57,7 @@ class CameraConfig(_Model):
     zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")
     speakers: list[str] = Field(default_factory=list, description="Speakers that announcements for this camera use.")
     speed: float = Field(1.0, gt=0, le=64, description="Playback speed of a file source (1 = real time).")
+    loop: bool = Field(True, description="A file source starts again at its end, like a camera that never stops.")
     open_timeout_s: float = Field(5.0, gt=0, description="Seconds to wait when connecting to the stream.")
     read_timeout_s: float = Field(5.0, gt=0, description="Seconds without data before the stream counts as stalled.")
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -23,7 +24,7 @@ from monitor.ingest.clips import ClipRequest, ClipResult
 from monitor.ingest.worker import Source, StreamWorker
 from monitor.rules.gathering import GatheringParams, GatheringState, RuleEvent
 from monitor.store.embedded import EmbeddedRedis, connect
-from monitor.store.incidents import IncidentStore
+from monitor.store.incidents import IncidentStore, iso
 from monitor.types import Detections, Frame, Observation, PlaybackResult
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def make_source(loaded: LoadedConfig, cam: CameraConfig) -> Source:
     """Where a camera's video comes from, with file paths resolved against the config file."""
     path = cam.source_path(loaded.base_dir)
     url = str(path) if path is not None else cam.url
-    return Source(url, path is not None, cam.speed, cam.open_timeout_s, cam.read_timeout_s)
+    return Source(url, path is not None, cam.speed, cam.loop, cam.open_timeout_s, cam.read_timeout_s)
 
 
 class Engine:
@@ -121,7 +122,7 @@ class Engine:
         for cam in self.cameras.values():
             for rr in cam.rules:
                 if rr.incident_id and self.store is not None:
-                    self.store.close(rr.incident_id, now, rr.state.peak)
+                    self.store.close(rr.incident_id, now, rr.state.peak, reason="engine_stop")
                     rr.incident_id = None
         if self.embedded is not None:
             self.embedded.stop()
@@ -223,7 +224,11 @@ class Engine:
                 log.error("incident %s: no clip: %s", incident_id, result.error)
                 self.store.update(incident_id, lambda rec: rec["details"].update(clip_error=result.error))
                 return
-            self.store.set_media(incident_id, clip=str(result.path))
+            def record(rec: dict[str, Any]) -> None:
+                rec["clip"] = str(result.path)
+                rec["details"].update(clip_start=iso(result.start_ts), clip_end=iso(result.end_ts))
+
+            self.store.update(incident_id, record, "incident_media")
 
         cam.worker.request_clip(ClipRequest(path, ts - clips.pre_roll_s, ts + clips.post_roll_s, done))
 

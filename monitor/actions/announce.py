@@ -12,7 +12,7 @@ from pathlib import Path
 
 from monitor.types import PlaybackResult
 from speakers import Speaker, SpeakerError, create_speaker, load_announcement
-from speakers.audio import AnnouncementError, apply_gain
+from speakers.audio import AnnouncementError
 from speakers.config import SpeakerConfig
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,8 @@ class PlayJob:
 class SpeakerChannel:
     """A speaker with its own queue and thread: plays jobs one at a time, never overlapping."""
 
-    def __init__(self, speaker: Speaker, gain_db: float) -> None:
+    def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
-        self.gain_db = gain_db
         self.jobs: queue.Queue[PlayJob | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name=f"speaker-{speaker.name}", daemon=True)
         self.thread.start()
@@ -48,8 +47,7 @@ class SpeakerChannel:
         if started - job.queued_at > job.deadline_s:  # a late "please disperse" is worse than none
             return PlaybackResult(name, started, started, False, f"dropped: waited {started - job.queued_at:.0f} s")
         try:
-            pcm = apply_gain(load_announcement(job.audio, self.speaker.sample_rate), self.gain_db)
-            self.speaker.play(pcm)
+            self.speaker.play(load_announcement(job.audio, self.speaker.sample_rate))  # speakers apply their gain
         except (SpeakerError, AnnouncementError, OSError) as exc:
             log.error("speaker %s: %s", name, exc)
             return PlaybackResult(name, started, time.time(), False, str(exc))
@@ -67,7 +65,7 @@ class Announcer:
 
     def __init__(self, configs: dict[str, SpeakerConfig], deadline_s: float = 60.0) -> None:
         self.deadline_s = deadline_s
-        self.channels = {name: SpeakerChannel(create_speaker(name, cfg), cfg.gain_db) for name, cfg in configs.items()}
+        self.channels = {name: SpeakerChannel(create_speaker(name, cfg)) for name, cfg in configs.items()}
 
     def announce(self, audio: Path, speakers: list[str], on_done: Callable[[PlaybackResult], None]) -> None:
         """Queue ``audio`` on each named speaker; ``on_done`` is called once per speaker."""

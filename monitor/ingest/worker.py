@@ -36,6 +36,7 @@ class Source:
     url: str
     is_file: bool
     speed: float = 1.0
+    loop: bool = True
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
 
@@ -129,6 +130,10 @@ class StreamWorker:
             self.ring.clear()
             if self._stop.is_set():
                 break
+            if self.source.is_file and not self.source.loop and error == "stream ended":
+                log.info("camera %s: end of %s (loop: false)", self.camera, self.source.redacted())
+                self._set_status(online=False, last_error="end of file")
+                return
             if time.monotonic() - started > 2 * BACKOFF_MAX_S:
                 delay = BACKOFF_FIRST_S  # it had been running fine: start backing off afresh
             self._set_status(online=False, last_error=error, reconnects=self._status.reconnects + 1)
@@ -205,6 +210,8 @@ class StreamWorker:
                 return  # a live stream that ends is a disconnect: reconnect
             if not got_any:
                 raise ValueError(f"no decodable video in {self.source.redacted()}")
+            if not self.source.loop:
+                return
             container.seek(0)
             stream.codec_context.flush_buffers()
             offset += span

@@ -93,11 +93,15 @@ class IncidentStore:
 
         self.r.transaction(txn, key)
 
-    def close(self, incident_id: str, ts: float, peak: int) -> None:
-        """Mark an incident closed (a status set by staff, such as acknowledged, is kept)."""
+    def close(self, incident_id: str, ts: float, peak: int, reason: str = "rule") -> None:
+        """Mark an incident closed (a status set by staff, such as acknowledged, is kept).
+
+        ``reason`` says who closed it: the rule, or the engine shutting down while it was open.
+        """
 
         def change(rec: dict[str, Any]) -> None:
             rec.update(closed_at=iso(ts), closed_ts=ts, peak_count=max(rec["peak_count"], peak))
+            rec["details"]["closed_by"] = reason
             if rec["status"] == "open":
                 rec["status"] = "closed"
 

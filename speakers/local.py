@@ -1,0 +1,158 @@
+"""Local speaker: a sound card (or sound server) on the engine's own machine, through PyAudio/PortAudio.
+
+PortAudio is initialised and terminated around every announcement: it enumerates devices only at init, so a
+USB sound card or sound server that appears after start-up is found on the next announcement.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pyaudio
+
+from speakers.audio import Pcm, apply_gain
+from speakers.base import SpeakerError
+from speakers.config import LocalSpeakerConfig
+
+OutputDevice = tuple[int, str, int]
+"""(PortAudio device index, device name, max output channels)."""
+
+_PA_LOCK = threading.Lock()  # Pa_Initialize/Pa_Terminate keep an unsynchronised reference count
+_SILENCERS: list[Any] = []  # ctypes callbacks must stay alive as long as the C libraries hold them
+
+
+def _silence_native_audio_logs() -> None:
+    """Drop ALSA and JACK diagnostics that PortAudio's probing prints to stderr (~30 lines per init).
+
+    Only the libraries' own log hooks are replaced, so real Python errors still reach stderr.
+    """
+    if _SILENCERS:
+        return
+    alsa_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+    jack_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+    hooks: list[tuple[str, tuple[str, ...], Any]] = [
+        ("libasound.so.2", ("snd_lib_error_set_handler",), alsa_handler(lambda *_: None)),
+        ("libjack.so.0", ("jack_set_error_function", "jack_set_info_function"), jack_handler(lambda _: None)),
+    ]
+    for library, setters, callback in hooks:
+        try:
+            lib = ctypes.CDLL(library)
+            for setter in setters:
+                getattr(lib, setter)(callback)
+        except (OSError, AttributeError):
+            continue  # library absent (other OS, no JACK): nothing to silence
+        _SILENCERS.append(callback)
+    _SILENCERS.append(None)  # marks "done" even when no library was found
+
+
+def _open_portaudio() -> pyaudio.PyAudio:
+    _silence_native_audio_logs()
+    with _PA_LOCK:
+        return pyaudio.PyAudio()
+
+
+def _close_portaudio(pa: pyaudio.PyAudio) -> None:
+    with _PA_LOCK:
+        pa.terminate()
+
+
+def _output_devices(pa: pyaudio.PyAudio) -> list[OutputDevice]:
+    devices = []
+    for index in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(index)
+        channels = int(info["maxOutputChannels"])
+        if channels > 0:
+            devices.append((index, str(info["name"]), channels))
+    return devices
+
+
+def list_output_devices() -> list[OutputDevice]:
+    """Output devices PortAudio sees right now, for config help and error messages."""
+    pa = _open_portaudio()
+    try:
+        return _output_devices(pa)
+    finally:
+        _close_portaudio(pa)
+
+
+def describe_devices(devices: Sequence[OutputDevice]) -> str:
+    """Human-readable device list for error messages."""
+    if not devices:
+        return "no output devices (no sound card, or sound server not reachable: check PULSE_SERVER)"
+    return "available output devices: " + ", ".join(f"{i}: {name!r}" for i, name, _ in devices)
+
+
+def select_output_device(devices: Sequence[OutputDevice], wanted: str | int, default_index: int | None) -> int:
+    """Pick the device index for ``wanted``: an index, "default", or a case-insensitive name substring.
+
+    An exact (case-insensitive) name wins over substring matches; among those the lowest index wins.
+    Raises LookupError when nothing fits.
+    """
+    if isinstance(wanted, int):
+        if any(i == wanted for i, _, _ in devices):
+            return wanted
+        raise LookupError(f"no output device with index {wanted}")
+    needle = wanted.strip().lower()
+    if needle == "default":
+        if default_index is None:
+            raise LookupError("there is no default output device")
+        return default_index
+    exact = [i for i, name, _ in devices if name.lower() == needle]
+    partial = [i for i, name, _ in devices if needle in name.lower()]
+    if exact or partial:
+        return (exact or partial)[0]
+    raise LookupError(f"no output device whose name contains {wanted!r}")
+
+
+def _default_output_index(pa: pyaudio.PyAudio) -> int | None:
+    try:
+        return int(pa.get_default_output_device_info()["index"])
+    except OSError:  # PortAudio: "No Default Output Device Available"
+        return None
+
+
+class LocalSpeaker:
+    """Plays announcements on a local output device (see module docstring)."""
+
+    def __init__(self, name: str, config: LocalSpeakerConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the device is opened at (the sound server resamples if the hardware differs)."""
+        return self.config.rate
+
+    def play(self, audio: Pcm) -> None:
+        """Play ``audio`` to the end (PortAudio's stop_stream drains the buffers), or raise SpeakerError."""
+        if audio.rate != self.sample_rate:
+            raise SpeakerError(f"speaker {self.name!r} (local) needs {self.sample_rate} Hz, got {audio.rate}")
+        audio = apply_gain(audio, self.config.gain_db)
+        pa = _open_portaudio()
+        try:
+            index = self._device_index(pa)
+            self._write(pa, index, audio)
+        except (OSError, ValueError) as exc:
+            raise SpeakerError(f"speaker {self.name!r} (local device {self.config.device!r}): {exc}") from exc
+        finally:
+            _close_portaudio(pa)
+
+    def _device_index(self, pa: pyaudio.PyAudio) -> int:
+        devices = _output_devices(pa)
+        try:
+            return select_output_device(devices, self.config.device, _default_output_index(pa))
+        except LookupError as exc:
+            raise SpeakerError(f"speaker {self.name!r} (local): {exc}; {describe_devices(devices)}") from None
+
+    def _write(self, pa: pyaudio.PyAudio, index: int, audio: Pcm) -> None:
+        stream = pa.open(
+            format=pyaudio.paInt16, channels=1, rate=self.sample_rate, output=True, output_device_index=index
+        )
+        try:
+            stream.write(audio.samples.tobytes())
+            stream.stop_stream()
+        finally:
+            stream.close()

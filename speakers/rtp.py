@@ -1,0 +1,186 @@
+"""RTP speaker: streams an announcement as RTP (RFC 3550/3551) over UDP, unicast or IPv4 multicast.
+
+IP speakers and paging amplifiers play such a stream directly, without SIP. Packets are paced in real time
+because a speaker's jitter buffer is only a few packets deep: sending faster overflows it, and pacing by
+relative sleeps drifts (each sleep overshoots), so every packet has an absolute deadline ``t0 + i * ptime``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from speakers import g711
+from speakers.audio import Pcm, apply_gain
+from speakers.base import SpeakerError
+from speakers.config import RtpSpeakerConfig
+
+Codec = Literal["pcmu", "pcma", "l16"]
+
+RTP_VERSION = 2
+PAYLOAD_TYPES: dict[Codec, int] = {"pcmu": 0, "pcma": 8, "l16": 96}  # 96: dynamic, a=rtpmap:96 L16/<rate>
+G711_RATE = 8000
+DEFAULT_L16_RATE = 16000
+_HEADER = struct.Struct("!BBHII")
+HEADER_SIZE = _HEADER.size
+
+
+@dataclass(frozen=True)
+class RtpFormat:
+    """What goes on the wire: codec, payload type, clock rate and packet size."""
+
+    codec: Codec
+    payload_type: int
+    rate: int
+    samples_per_packet: int
+
+    @property
+    def ptime_s(self) -> float:
+        """Audio duration of one packet, in seconds."""
+        return self.samples_per_packet / self.rate
+
+
+def rtp_format(codec: Codec, rate: int | None, ptime_ms: int) -> RtpFormat:
+    """Validate codec/rate/ptime; raises ValueError, since G.711 is only defined at 8 kHz."""
+    if codec in ("pcmu", "pcma"):
+        if rate not in (None, G711_RATE):
+            raise ValueError(f"{codec} is only defined at {G711_RATE} Hz, not {rate} Hz")
+        rate = G711_RATE
+    elif rate is None:
+        rate = DEFAULT_L16_RATE
+    if rate <= 0 or (rate * ptime_ms) % 1000:
+        raise ValueError(f"ptime {ptime_ms} ms is not a whole number of samples at {rate} Hz")
+    return RtpFormat(codec, PAYLOAD_TYPES[codec], rate, rate * ptime_ms // 1000)
+
+
+def pack_header(payload_type: int, seq: int, timestamp: int, ssrc: int, marker: bool = False) -> bytes:
+    """The 12-byte RTP fixed header (version 2, no padding/extension/CSRC); seq and timestamp wrap."""
+    first = RTP_VERSION << 6
+    second = (0x80 if marker else 0) | (payload_type & 0x7F)
+    return _HEADER.pack(first, second, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc & 0xFFFFFFFF)
+
+
+def encode_payload(codec: Codec, samples: NDArray[np.int16]) -> bytes:
+    """int16 samples -> payload bytes; L16 is big-endian (network order, RFC 3551 §4.5.11)."""
+    if codec == "pcmu":
+        return g711.ulaw_encode(samples).tobytes()
+    if codec == "pcma":
+        return g711.alaw_encode(samples).tobytes()
+    return samples.astype(">i2").tobytes()
+
+
+def packetize(samples: NDArray[np.int16], fmt: RtpFormat) -> list[bytes]:
+    """Split into encoded payloads of exactly one ptime each; the last is padded with silence.
+
+    Equal-sized packets keep timestamps and pacing uniform, which simple hardware speakers expect.
+    """
+    spp = fmt.samples_per_packet
+    n_packets = -(-len(samples) // spp)
+    padded = np.zeros(n_packets * spp, dtype=np.int16)
+    padded[: len(samples)] = samples
+    return [encode_payload(fmt.codec, padded[i : i + spp]) for i in range(0, len(padded), spp)]
+
+
+def rtp_packets(payloads: Sequence[bytes], fmt: RtpFormat, seq0: int, ts0: int, ssrc: int) -> Iterator[bytes]:
+    """Header + payload for each packet: contiguous seq, timestamps in samples, marker on the first only."""
+    for i, payload in enumerate(payloads):
+        header = pack_header(fmt.payload_type, seq0 + i, ts0 + i * fmt.samples_per_packet, ssrc, marker=i == 0)
+        yield header + payload
+
+
+def send_paced(
+    send: Callable[[bytes], object],
+    packets: Sequence[bytes],
+    ptime_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Send packet i at ``t0 + i * ptime_s`` and return at ``t0 + len(packets) * ptime_s``.
+
+    Absolute deadlines: sleep overshoot is not accumulated, so a long announcement does not drift; returning
+    only when the last packet's audio is due makes back-to-back announcements follow each other seamlessly.
+    """
+    t0 = clock()
+    for i, packet in enumerate(packets):
+        _sleep_until(t0 + i * ptime_s, clock, sleep)
+        send(packet)
+    _sleep_until(t0 + len(packets) * ptime_s, clock, sleep)
+
+
+def _sleep_until(deadline: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    delay = deadline - clock()
+    if delay > 0:
+        sleep(delay)
+
+
+class RtpSpeaker:
+    """A speaker reached by an RTP stream (see module docstring)."""
+
+    def __init__(self, name: str, config: RtpSpeakerConfig) -> None:
+        self.name = name
+        self.config = config
+        try:
+            self.format = rtp_format(config.codec, config.rate, config.ptime_ms)
+        except ValueError as exc:
+            raise SpeakerError(f"speaker {name!r} ({self._where}): bad config: {exc}") from exc
+
+    @property
+    def sample_rate(self) -> int:
+        """8000 for G.711, else the configured L16 rate."""
+        return self.format.rate
+
+    @property
+    def _where(self) -> str:
+        return f"rtp {self.config.codec} to {self.config.host}:{self.config.port}"
+
+    def play(self, audio: Pcm) -> None:
+        """Stream ``audio`` in real time; returns when its last packet's audio is due at the speaker."""
+        if audio.rate != self.sample_rate:
+            raise SpeakerError(f"speaker {self.name!r} ({self._where}) needs {self.sample_rate} Hz, got {audio.rate}")
+        audio = apply_gain(audio, self.config.gain_db)
+        packets = list(
+            rtp_packets(
+                packetize(audio.samples, self.format),
+                self.format,
+                seq0=secrets.randbits(16),
+                ts0=secrets.randbits(32),
+                ssrc=secrets.randbits(32),
+            )
+        )
+        try:
+            with self._open_socket() as sock:
+                send_paced(sock.send, packets, self.format.ptime_s)
+        except OSError as exc:
+            raise SpeakerError(f"speaker {self.name!r} ({self._where}): {exc}") from exc
+
+    def _open_socket(self) -> socket.socket:
+        """A UDP socket connected to the speaker, so ICMP 'port unreachable' surfaces as ECONNREFUSED."""
+        address = _resolve_ipv4(self.config.host, self.config.port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if ipaddress.ip_address(address[0]).is_multicast:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.config.ttl)
+                if self.config.multicast_interface:
+                    iface = socket.inet_aton(self.config.multicast_interface)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, iface)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def _resolve_ipv4(host: str, port: int) -> tuple[str, int]:
+    """Resolve once per announcement (not per packet); raises socket.gaierror (an OSError)."""
+    infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    ip, resolved_port = infos[0][4][:2]
+    return str(ip), int(resolved_port)

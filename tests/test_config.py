@@ -1,0 +1,167 @@
+"""streams.yaml validation: every broken config gets an exit code 1 and a message naming the problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import ConfigError, load_config
+
+
+def sample(root: Path) -> dict[str, object]:
+    """A valid config in the documented shape, with absolute paths into the repo."""
+    return {
+        "redis_url": None,
+        "data_dir": "./data",
+        "cameras": {
+            "square_east": {
+                "url": str(root / "sample_videos/square.mp4"),
+                "detect_fps": 2,
+                "zones": {"square": {"points": [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]}},
+                "speakers": ["square_horn"],
+            }
+        },
+        "speakers": {
+            "square_horn": {"kind": "rtp", "host": "127.0.0.1", "port": 5004, "codec": "pcmu"},
+            "center_pc": {"kind": "local", "device": "default"},
+        },
+        "rules": [
+            {
+                "kind": "gathering",
+                "camera": "square_east",
+                "zone": "square",
+                "min_people": 4,
+                "dwell_s": 5,
+                "cooldown_s": 120,
+                "announcement": str(root / "announcements/disperse_zh.wav"),
+            }
+        ],
+    }
+
+
+def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["check", "-c", str(path)])
+    out = capsys.readouterr()
+    return code, out.err + out.out
+
+
+def test_sample_streams_yaml_is_valid(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(root / "streams.yaml", capsys)
+    assert code == 0, out
+    assert "1 camera(s), 1 zone(s), 2 speaker(s), 1 rule(s): OK" in out
+
+
+def test_documented_shape_is_valid(root: Path, write_config: Callable[..., Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    code, out = check(write_config(sample(root)), capsys)
+    assert code == 0, out
+
+
+def test_bad_yaml_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "streams.yaml"
+    path.write_text("cameras:\n  cam1:\n    url: [unclosed\n    detect_fps: 2\n", encoding="utf-8")
+    code, out = check(path, capsys)
+    assert code == 1
+    assert f"{path}:4:" in out and "invalid YAML" in out
+
+
+def edit(cfg: dict[str, object], dotted: str, value: object) -> dict[str, object]:
+    node: object = cfg
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore[index]
+    if value is DELETE:
+        del node[last]  # type: ignore[union-attr, attr-defined]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+    return cfg
+
+
+DELETE = object()
+
+BROKEN = [
+    # (change, expected text in the message)
+    ("cameras.square_east.speakers", ["loud_horn"],
+     "cameras.square_east.speakers.0: unknown speaker 'loud_horn'"),
+    ("cameras.square_east.zones.square.points", [[0, 0], [1, 1]],
+     "cameras.square_east.zones.square.points: a zone polygon needs at least 3 points, got 2"),
+    ("cameras.square_east.url", "sample_videos/missing.mp4",
+     "cameras.square_east.url: video file not found:"),
+    ("rules.0.announcement", "announcements/nope.wav",
+     "rules.0.announcement: announcement file not found:"),
+    ("rules.0.camera", "square_west", "rules.0.camera: unknown camera 'square_west' (did you mean 'square_east'?)"),
+    ("rules.0.zone", "plaza", "rules.0.zone: unknown zone on camera 'square_east' 'plaza'"),
+    ("rules.0.min_people", 0, "rules.0.min_people: Input should be greater than or equal to 1"),
+    ("rules.0.kind", "stampede", "rules.0"),
+    ("cameras.square_east.detect_fps", "fast", "cameras.square_east.detect_fps: Input should be a valid number"),
+    ("cameras.square_east.dwell", 5, "cameras.square_east.dwell: unknown key 'dwell' (did you mean 'dwell_s'?)"),
+    ("speakers.square_horn.port", 70000, "speakers.square_horn.port: Input should be less than or equal to 65535"),
+    ("speakers.square_horn.codec", "opus", "speakers.square_horn.codec: Input should be 'pcmu', 'pcma' or 'l16'"),
+    ("speakers.square_horn.kind", "bluetooth", "speakers.square_horn"),
+    ("cameras.square_east.url", DELETE, "cameras.square_east.url: required key is missing"),
+    ("rules.0.close_below", 9, "rules.0.close_below: close_below (9) must not exceed min_people"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("dotted", "value", "expected"), BROKEN, ids=[b[0] + "=" + str(b[1]) for b in BROKEN])
+def test_broken_config_is_rejected_with_its_location(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+    dotted: str, value: object, expected: str,
+) -> None:  # fmt: skip
+    if dotted.endswith((".url", ".announcement")) and isinstance(value, str):
+        value = str(root / value)  # missing files, named by absolute path
+    path = write_config(edit(sample(root), dotted, value))
+    code, out = check(path, capsys)
+    assert code == 1, out
+    assert expected in out, out
+    assert out.startswith(f"{path}:"), "every problem line starts with file:line:col"
+
+
+def test_every_problem_is_reported_at_once(root: Path, write_config: Callable[..., Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    cfg = edit(sample(root), "cameras.square_east.speakers", ["nope"])
+    cfg = edit(cfg, "rules.0.camera", "elsewhere")
+    code, out = check(write_config(cfg), capsys)
+    assert code == 1
+    assert "unknown speaker 'nope'" in out and "unknown camera 'elsewhere'" in out
+
+
+def test_line_and_column_point_at_the_key(root: Path, write_config: Callable[..., Path]) -> None:
+    path = write_config(edit(sample(root), "cameras.square_east.speakers", ["nope"]))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problem = info.value.problems[0]
+    line = path.read_text().splitlines()[problem.mark.line - 1] if problem.mark else ""
+    assert "nope" in line
+
+
+def test_environment_secrets_are_filled(root: Path, write_config: Callable[..., Path],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    cfg = edit(sample(root), "cameras.square_east.url", "rtsp://admin:${CAM_PASSWORD}@127.0.0.1/stream")
+    monkeypatch.setenv("CAM_PASSWORD", "s3cret")
+    assert load_config(write_config(cfg)).config.cameras["square_east"].url.endswith(":s3cret@127.0.0.1/stream")
+    monkeypatch.delenv("CAM_PASSWORD")
+    with pytest.raises(ConfigError, match="environment variable\\(s\\) not set: CAM_PASSWORD"):
+        load_config(write_config(cfg))
+
+
+def test_corrupt_announcement_is_reported(root: Path, tmp_path: Path, write_config: Callable[..., Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    code, out = check(write_config(edit(sample(root), "rules.0.announcement", str(bad))), capsys)
+    assert code == 1 and "rules.0.announcement" in out and "broken.wav" in out
+
+
+def test_console_script_exit_code(root: Path, write_config: Callable[..., Path]) -> None:
+    path = write_config(edit(sample(root), "cameras.square_east.zones.square.points", [[0, 0], [1, 1]]))
+    proc = subprocess.run([sys.executable, "-m", "monitor", "check", "-c", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "cameras.square_east.zones.square.points" in proc.stderr
