@@ -46,6 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     incidents.add_argument("--json", action="store_true", help="JSON Lines, one incident per line")
     incidents.add_argument("--limit", type=int, default=None, help="at most this many")
     incidents.set_defaults(func=cmd_incidents)
+    speaker = sub.add_parser("speaker", help="list, test or stand in for speakers").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    listing = speaker.add_parser("list", help="configured speakers and this machine's sound outputs")
+    listing.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: streams.yaml)")
+    listing.set_defaults(func=cmd_speaker_list)
+    test = speaker.add_parser("test", help="play an announcement on one speaker; exit 0 only if delivered")
+    test.add_argument("name", help="speaker name from the config")
+    test.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: streams.yaml)")
+    test.add_argument("--file", help="audio file (default: the first rule's announcement)")
+    test.set_defaults(func=cmd_speaker_test)
+    listen = speaker.add_parser("listen", help="stand-in RTP horn: save received announcements as WAV")
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=5004)
+    listen.add_argument("--out", default="horn", help="directory for the WAV files")
+    listen.set_defaults(func=cmd_speaker_listen)
     return parser
 
 
@@ -147,3 +163,58 @@ def _print_table(records: list[dict[str, object]]) -> None:
                       str(rec["status"]), str(rec["opened_at"])[:19], str(rec.get("closed_at") or "-")[:19],
                       str(rec["peak_count"]), f"{ok}/{len(plays)}", Path(str(clip)).name if clip else "-")  # fmt: skip
     Console().print(table)
+
+
+def cmd_speaker_list(args: argparse.Namespace) -> int:
+    """Print configured speakers and the local sound outputs PyAudio sees."""
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    for name, cfg in loaded.config.speakers.items():
+        fields = cfg.model_dump(exclude={"kind"}, exclude_defaults=True)
+        print(f"{name}: {cfg.kind} " + " ".join(f"{k}={v}" for k, v in fields.items()))
+    from speakers.local import list_output_devices
+
+    print("local sound outputs:")
+    for index, device, channels in list_output_devices():
+        print(f"  [{index}] {device} ({channels} ch)")
+    return 0
+
+
+def cmd_speaker_test(args: argparse.Namespace) -> int:
+    """Play a file on one speaker now."""
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    cfg = loaded.config.speakers.get(args.name)
+    if cfg is None:
+        print(f"{loaded.path}: unknown speaker '{args.name}' (known: {', '.join(loaded.config.speakers)})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    audio = args.file or next((r.announcement for r in loaded.config.rules if r.announcement), None)
+    if audio is None:
+        print("no --file given and no rule has an announcement", file=sys.stderr)
+        return 1
+    from speakers import SpeakerError, create_speaker, load_announcement
+    from speakers.audio import AnnouncementError
+
+    try:
+        speaker = create_speaker(args.name, cfg)
+        speaker.play(load_announcement(loaded.resolve(audio), speaker.sample_rate))
+    except (SpeakerError, AnnouncementError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"played {audio} on {args.name}")
+    return 0
+
+
+def cmd_speaker_listen(args: argparse.Namespace) -> int:
+    """Receive RTP announcements until interrupted."""
+    from speakers.listen import RtpRecorder
+
+    recorder = RtpRecorder(Path(args.out), args.host, args.port)
+    signal.signal(signal.SIGTERM, lambda *_: recorder.stop())
+    signal.signal(signal.SIGINT, lambda *_: recorder.stop())
+    log.info("stand-in horn listening on %s:%d, saving to %s/", args.host, args.port, args.out)
+    recorder.serve()
+    return 0

@@ -184,3 +184,47 @@ def _resolve_ipv4(host: str, port: int) -> tuple[str, int]:
     infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
     ip, resolved_port = infos[0][4][:2]
     return str(ip), int(resolved_port)
+
+
+@dataclass(frozen=True)
+class RtpPacket:
+    """One received RTP packet, with its fixed-header fields parsed."""
+
+    arrival: float  # time.monotonic() when received
+    version: int
+    padding: bool
+    extension: bool
+    csrc_count: int
+    marker: bool
+    payload_type: int
+    seq: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+    header: bytes  # the raw 12-byte fixed header
+    ttl: int | None = None  # IP TTL on arrival, when the receiver records it
+
+
+def parse_rtp(data: bytes, arrival: float, ttl: int | None = None) -> RtpPacket:
+    """Parse RFC 3550 fixed header; skips CSRCs, header extension and padding to find the payload."""
+    b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+    offset = _HEADER.size + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        _, words = struct.unpack_from("!HH", data, offset)
+        offset += 4 + 4 * words
+    end = len(data) - (data[-1] if b0 & 0x20 else 0)
+    return RtpPacket(
+        arrival=arrival,
+        version=b0 >> 6,
+        padding=bool(b0 & 0x20),
+        extension=bool(b0 & 0x10),
+        csrc_count=b0 & 0x0F,
+        marker=bool(b1 & 0x80),
+        payload_type=b1 & 0x7F,
+        seq=seq,
+        timestamp=ts,
+        ssrc=ssrc,
+        payload=data[offset:end],
+        header=data[: _HEADER.size],
+        ttl=ttl,
+    )

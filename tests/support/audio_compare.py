@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import socket
-import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-_RTP_HEADER = struct.Struct("!BBHII")
+from speakers.rtp import RtpPacket, parse_rtp
+
 _T = TypeVar("_T", bound=np.generic)
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; Python 3.11's socket module lacks the name
 
@@ -44,50 +43,6 @@ def aligned(captured: NDArray[_T], reference: NDArray[_T], lag: int) -> tuple[ND
     cap_start, ref_start = max(lag, 0), max(-lag, 0)
     n = max(0, min(len(captured) - cap_start, len(reference) - ref_start))
     return captured[cap_start : cap_start + n], reference[ref_start : ref_start + n]
-
-
-@dataclass(frozen=True)
-class RtpPacket:
-    """One received RTP packet, with its fixed-header fields parsed."""
-
-    arrival: float  # time.monotonic() when received
-    version: int
-    padding: bool
-    extension: bool
-    csrc_count: int
-    marker: bool
-    payload_type: int
-    seq: int
-    timestamp: int
-    ssrc: int
-    payload: bytes
-    header: bytes  # the raw 12-byte fixed header
-    ttl: int | None = None  # IP TTL on arrival, when the receiver records it
-
-
-def parse_rtp(data: bytes, arrival: float, ttl: int | None = None) -> RtpPacket:
-    """Parse RFC 3550 fixed header; skips CSRCs, header extension and padding to find the payload."""
-    b0, b1, seq, ts, ssrc = _RTP_HEADER.unpack_from(data)
-    offset = _RTP_HEADER.size + 4 * (b0 & 0x0F)
-    if b0 & 0x10:
-        _, words = struct.unpack_from("!HH", data, offset)
-        offset += 4 + 4 * words
-    end = len(data) - (data[-1] if b0 & 0x20 else 0)
-    return RtpPacket(
-        arrival=arrival,
-        version=b0 >> 6,
-        padding=bool(b0 & 0x20),
-        extension=bool(b0 & 0x10),
-        csrc_count=b0 & 0x0F,
-        marker=bool(b1 & 0x80),
-        payload_type=b1 & 0x7F,
-        seq=seq,
-        timestamp=ts,
-        ssrc=ssrc,
-        payload=data[offset:end],
-        header=data[: _RTP_HEADER.size],
-        ttl=ttl,
-    )
 
 
 class RtpReceiver(threading.Thread):

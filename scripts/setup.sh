@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up village-monitor on a fresh Debian 12 / Ubuntu machine. Idempotent: re-running skips what is done.
+#   scripts/setup.sh           system packages for the engine, the Python venv (.venv), the offline model
+#   scripts/setup.sh --test    also what the test suite needs (RTSP server, PulseAudio, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENGINE_APT=(ffmpeg redis-server portaudio19-dev libgl1 libglib2.0-0 espeak-ng sox)
+TEST_APT=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+          gstreamer1.0-plugins-bad gstreamer1.0-tools pulseaudio pulseaudio-utils iproute2 util-linux)
+PYTHON=${PYTHON:-python3}
+
+packages=("${ENGINE_APT[@]}")
+[[ "${1:-}" == "--test" ]] && packages+=("${TEST_APT[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> apt: installing ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  echo "==> creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.village-monitor-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "==> pip: installing village-monitor and its dependencies (first time: a few minutes)"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+
+echo "==> offline default model (hash-checked)"
+.venv/bin/python -m detectors.model_fetch
