@@ -70,8 +70,9 @@ def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     # Logs go to stderr: stdout is for data (`monitor incidents --json`).
-    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True,
-                          log_time_format="%H:%M:%S")  # fmt: skip
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=False, rich_tracebacks=True, log_time_format="%H:%M:%S"
+    )
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("ultralytics", "libav"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -96,8 +97,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     cfg = loaded.config
     zones = sum(len(c.zones) for c in cfg.cameras.values())
-    print(f"{loaded.path}: {len(cfg.cameras)} camera(s), {zones} zone(s), {len(cfg.speakers)} speaker(s), "
-          f"{len(cfg.rules)} rule(s): {'OK' if not problems else f'{len(problems)} problem(s)'}")  # fmt: skip
+    print(
+        f"{loaded.path}: {len(cfg.cameras)} camera(s), {zones} zone(s), {len(cfg.speakers)} speaker(s), "
+        f"{len(cfg.rules)} rule(s): {'OK' if not problems else f'{len(problems)} problem(s)'}"
+    )
     return 1 if problems else 0
 
 
@@ -121,8 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    log.info("village-monitor: %d camera(s) from %s, data in %s", len(loaded.config.cameras), loaded.path,
-             loaded.data_dir)  # fmt: skip
+    log.info(
+        "village-monitor: %d camera(s) from %s, data in %s", len(loaded.config.cameras), loaded.path, loaded.data_dir
+    )
     engine.run(args.duration)
     return 0
 
@@ -159,9 +163,18 @@ def _print_table(records: list[dict[str, object]]) -> None:
         assert isinstance(plays, list)
         ok = sum(1 for p in plays if p.get("ok"))
         clip = rec.get("clip")
-        table.add_row(str(rec["id"]), str(rec["kind"]), str(rec["camera"]), str(rec.get("zone") or "-"),
-                      str(rec["status"]), str(rec["opened_at"])[:19], str(rec.get("closed_at") or "-")[:19],
-                      str(rec["peak_count"]), f"{ok}/{len(plays)}", Path(str(clip)).name if clip else "-")  # fmt: skip
+        table.add_row(
+            str(rec["id"]),
+            str(rec["kind"]),
+            str(rec["camera"]),
+            str(rec.get("zone") or "-"),
+            str(rec["status"]),
+            str(rec["opened_at"])[:19],
+            str(rec.get("closed_at") or "-")[:19],
+            str(rec["peak_count"]),
+            f"{ok}/{len(plays)}",
+            Path(str(clip)).name if clip else "-",
+        )
     Console().print(table)
 
 
@@ -188,8 +201,10 @@ def cmd_speaker_test(args: argparse.Namespace) -> int:
         return 1
     cfg = loaded.config.speakers.get(args.name)
     if cfg is None:
-        print(f"{loaded.path}: unknown speaker '{args.name}' (known: {', '.join(loaded.config.speakers)})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{loaded.path}: unknown speaker '{args.name}' (known: {', '.join(loaded.config.speakers)})",
+            file=sys.stderr,
+        )
         return 1
     audio = args.file or next((r.announcement for r in loaded.config.rules if r.announcement), None)
     if audio is None:

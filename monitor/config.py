@@ -229,9 +229,9 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path_:
     path: list[str | int] = []
     node = data
     for item in loc:
-        if isinstance(node, dict) and item in node:
-            node = node[item]
-        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+        in_dict = isinstance(node, dict) and item in node
+        in_list = isinstance(node, list) and isinstance(item, int) and item < len(node)
+        if in_dict or in_list:
             node = node[item]
         elif isinstance(node, dict | list):
             if not isinstance(item, str) or item in _union_tags():
@@ -286,12 +286,12 @@ def cross_reference_problems(config: Config) -> Iterator[tuple[Path_, str]]:
             if spk not in config.speakers:
                 yield ("cameras", cam_name, "speakers", i), _unknown("speaker", spk, config.speakers)
     for i, rule in enumerate(config.rules):
-        cam = config.cameras.get(rule.camera)
-        if cam is None:
+        rule_cam = config.cameras.get(rule.camera)
+        if rule_cam is None:
             yield ("rules", i, "camera"), _unknown("camera", rule.camera, config.cameras)
             continue
-        if rule.zone is not None and rule.zone not in cam.zones:
-            yield ("rules", i, "zone"), _unknown(f"zone on camera '{rule.camera}'", rule.zone, cam.zones)
+        if rule.zone is not None and rule.zone not in rule_cam.zones:
+            yield ("rules", i, "zone"), _unknown(f"zone on camera '{rule.camera}'", rule.zone, rule_cam.zones)
         for j, spk in enumerate(rule.speakers or []):
             if spk not in config.speakers:
                 yield ("rules", i, "speakers", j), _unknown("speaker", spk, config.speakers)

@@ -7,6 +7,7 @@ Side effects (Redis, JPEG, clips, speakers) are small calls whose slow parts run
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -67,8 +68,9 @@ class CameraRuntime:
 
 def rule_params(rule: GatheringRuleConfig) -> GatheringParams:
     """The state machine's parameters from the rule's config."""
-    return GatheringParams(rule.min_people, rule.dwell_s, rule.close_level, rule.clear_s, rule.tolerance_s,
-                           rule.cooldown_s)  # fmt: skip
+    return GatheringParams(
+        rule.min_people, rule.dwell_s, rule.close_level, rule.clear_s, rule.tolerance_s, rule.cooldown_s
+    )
 
 
 def make_source(loaded: LoadedConfig, cam: CameraConfig) -> Source:
@@ -182,9 +184,15 @@ class Engine:
         assert self.store is not None
         rule = rr.config
         if event.transition == "opened":
-            record = self.store.open(kind=rule.kind, rule=rule.rule_id, camera=cam.name, zone=rule.zone,
-                                     ts=event.ts, count=event.count,
-                                     details={"min_people": rule.min_people, "dwell_s": rule.dwell_s})  # fmt: skip
+            record = self.store.open(
+                kind=rule.kind,
+                rule=rule.rule_id,
+                camera=cam.name,
+                zone=rule.zone,
+                ts=event.ts,
+                count=event.count,
+                details={"min_people": rule.min_people, "dwell_s": rule.dwell_s},
+            )
             incident_id = rr.incident_id = record["id"]
             log.warning("INCIDENT %s opened: %s on %s, %d people", incident_id, rule.kind, cam.name, event.count)
             self._snapshot(incident_id, cam, rule, frame, obs)
@@ -192,8 +200,11 @@ class Engine:
             if event.announce and rule.announcement:
                 speakers = rule.speakers if rule.speakers is not None else cam.config.speakers
                 assert self.announcer is not None
-                self.announcer.announce(self.loaded.resolve(rule.announcement), speakers,
-                                        lambda result, i=incident_id: self._record_playback(i, result))  # fmt: skip
+                self.announcer.announce(
+                    self.loaded.resolve(rule.announcement),
+                    speakers,
+                    functools.partial(self._record_playback, incident_id),
+                )
         elif rr.incident_id is None:
             return
         elif event.transition == "peak":
@@ -203,12 +214,14 @@ class Engine:
             self.store.close(rr.incident_id, event.ts, event.peak)
             rr.incident_id = None
 
-    def _snapshot(self, incident_id: str, cam: CameraRuntime, rule: GatheringRuleConfig, frame: Frame,
-                  obs: Observation) -> None:  # fmt: skip
+    def _snapshot(
+        self, incident_id: str, cam: CameraRuntime, rule: GatheringRuleConfig, frame: Frame, obs: Observation
+    ) -> None:
         zones = cam.zone_polygons(frame.size)
         shown = {rule.zone: zones[rule.zone]} if rule.zone else zones
         members = obs.zones[rule.zone].members if rule.zone else tuple(range(len(obs.detections)))
-        caption = f"{cam.name}  {rule.kind}  {len(members)} people  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(frame.ts))}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.ts))
+        caption = f"{cam.name}  {rule.kind}  {len(members)} people  {when}"
         image = annotate(frame.image, obs.detections, shown, members, caption)
         path = write_jpeg(self.data_dir / "snapshots" / f"{incident_id}.jpg", image)
         assert self.store is not None
@@ -224,6 +237,7 @@ class Engine:
                 log.error("incident %s: no clip: %s", incident_id, result.error)
                 self.store.update(incident_id, lambda rec: rec["details"].update(clip_error=result.error))
                 return
+
             def record(rec: dict[str, Any]) -> None:
                 rec["clip"] = str(result.path)
                 rec["details"].update(clip_start=iso(result.start_ts), clip_end=iso(result.end_ts))
@@ -246,14 +260,30 @@ class Engine:
             people = len(cam.last.detections) if cam.last else 0
             zones = " ".join(f"{z}={c.count}" for z, c in cam.last.zones.items()) if cam.last else ""
             state = "online" if st.online else f"OFFLINE ({st.last_error})"
-            log.info("%s: %d people %s| in %.1f fps, detect %.1f fps, dropped %d | %s",
-                     cam.name, people, f"[{zones}] " if zones else "", st.input_fps, det_fps, cam.dropped, state)  # fmt: skip
+            log.info(
+                "%s: %d people %s| in %.1f fps, detect %.1f fps, dropped %d | %s",
+                cam.name,
+                people,
+                f"[{zones}] " if zones else "",
+                st.input_fps,
+                det_fps,
+                cam.dropped,
+                state,
+            )
             if self.store is not None:
-                status = {"online": int(st.online), "people": people, "input_fps": st.input_fps,
-                          "detect_fps": round(det_fps, 2), "dropped": cam.dropped, "reconnects": st.reconnects,
-                          "last_frame_ts": st.last_frame_ts or 0, "last_error": st.last_error or ""}  # fmt: skip
+                status = {
+                    "online": int(st.online),
+                    "people": people,
+                    "input_fps": st.input_fps,
+                    "detect_fps": round(det_fps, 2),
+                    "dropped": cam.dropped,
+                    "reconnects": st.reconnects,
+                    "last_frame_ts": st.last_frame_ts or 0,
+                    "last_error": st.last_error or "",
+                }
                 try:
-                    self.store.publish_camera_status(cam.name, status, ttl_s=int(self.loaded.config.status_interval_s * 4))
+                    self.store.publish_camera_status(
+                        cam.name, status, ttl_s=int(self.loaded.config.status_interval_s * 4)
+                    )
                 except redis.RedisError as exc:
                     log.error("could not publish status of %s: %s", cam.name, exc)
-

@@ -61,14 +61,16 @@ class RtpRecorder:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 if take is not None and time.monotonic() - take.last > self.idle_s:
-                    take = self._save(take)
+                    self._save(take)
+                    take = None
                 continue
             if len(data) < 12 or data[0] >> 6 != 2:
                 continue
             packet = parse_rtp(data, time.monotonic())
             samples, rate = decode_payload(packet)
             if take is not None and (packet.ssrc != take.ssrc or packet.marker):
-                take = self._save(take)
+                self._save(take)
+                take = None
             if take is None:
                 take = _Take(packet.ssrc, rate)
             take.chunks.append(samples)

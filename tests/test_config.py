@@ -56,8 +56,9 @@ def test_sample_streams_yaml_is_valid(root: Path, capsys: pytest.CaptureFixture[
     assert "1 camera(s), 1 zone(s), 2 speaker(s), 1 rule(s): OK" in out
 
 
-def test_documented_shape_is_valid(root: Path, write_config: Callable[..., Path],
-                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_documented_shape_is_valid(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = check(write_config(sample(root)), capsys)
     assert code == 0, out
 
@@ -88,14 +89,14 @@ DELETE = object()
 
 BROKEN = [
     # (change, expected text in the message)
-    ("cameras.square_east.speakers", ["loud_horn"],
-     "cameras.square_east.speakers.0: unknown speaker 'loud_horn'"),
-    ("cameras.square_east.zones.square.points", [[0, 0], [1, 1]],
-     "cameras.square_east.zones.square.points: a zone polygon needs at least 3 points, got 2"),
-    ("cameras.square_east.url", "sample_videos/missing.mp4",
-     "cameras.square_east.url: video file not found:"),
-    ("rules.0.announcement", "announcements/nope.wav",
-     "rules.0.announcement: announcement file not found:"),
+    ("cameras.square_east.speakers", ["loud_horn"], "cameras.square_east.speakers.0: unknown speaker 'loud_horn'"),
+    (
+        "cameras.square_east.zones.square.points",
+        [[0, 0], [1, 1]],
+        "cameras.square_east.zones.square.points: a zone polygon needs at least 3 points, got 2",
+    ),
+    ("cameras.square_east.url", "sample_videos/missing.mp4", "cameras.square_east.url: video file not found:"),
+    ("rules.0.announcement", "announcements/nope.wav", "rules.0.announcement: announcement file not found:"),
     ("rules.0.camera", "square_west", "rules.0.camera: unknown camera 'square_west' (did you mean 'square_east'?)"),
     ("rules.0.zone", "plaza", "rules.0.zone: unknown zone on camera 'square_east' 'plaza'"),
     ("rules.0.min_people", 0, "rules.0.min_people: Input should be greater than or equal to 1"),
@@ -107,14 +108,18 @@ BROKEN = [
     ("speakers.square_horn.kind", "bluetooth", "speakers.square_horn"),
     ("cameras.square_east.url", DELETE, "cameras.square_east.url: required key is missing"),
     ("rules.0.close_below", 9, "rules.0.close_below: close_below (9) must not exceed min_people"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("dotted", "value", "expected"), BROKEN, ids=[b[0] + "=" + str(b[1]) for b in BROKEN])
 def test_broken_config_is_rejected_with_its_location(
-    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str],
-    dotted: str, value: object, expected: str,
-) -> None:  # fmt: skip
+    root: Path,
+    write_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    dotted: str,
+    value: object,
+    expected: str,
+) -> None:
     if dotted.endswith((".url", ".announcement")) and isinstance(value, str):
         value = str(root / value)  # missing files, named by absolute path
     path = write_config(edit(sample(root), dotted, value))
@@ -124,8 +129,9 @@ def test_broken_config_is_rejected_with_its_location(
     assert out.startswith(f"{path}:"), "every problem line starts with file:line:col"
 
 
-def test_every_problem_is_reported_at_once(root: Path, write_config: Callable[..., Path],
-                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_every_problem_is_reported_at_once(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = edit(sample(root), "cameras.square_east.speakers", ["nope"])
     cfg = edit(cfg, "rules.0.camera", "elsewhere")
     code, out = check(write_config(cfg), capsys)
@@ -142,8 +148,9 @@ def test_line_and_column_point_at_the_key(root: Path, write_config: Callable[...
     assert "nope" in line
 
 
-def test_environment_secrets_are_filled(root: Path, write_config: Callable[..., Path],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_environment_secrets_are_filled(
+    root: Path, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = edit(sample(root), "cameras.square_east.url", "rtsp://admin:${CAM_PASSWORD}@127.0.0.1/stream")
     monkeypatch.setenv("CAM_PASSWORD", "s3cret")
     assert load_config(write_config(cfg)).config.cameras["square_east"].url.endswith(":s3cret@127.0.0.1/stream")
@@ -152,8 +159,9 @@ def test_environment_secrets_are_filled(root: Path, write_config: Callable[..., 
         load_config(write_config(cfg))
 
 
-def test_corrupt_announcement_is_reported(root: Path, tmp_path: Path, write_config: Callable[..., Path],
-                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_corrupt_announcement_is_reported(
+    root: Path, tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
     code, out = check(write_config(edit(sample(root), "rules.0.announcement", str(bad))), capsys)

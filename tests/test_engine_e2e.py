@@ -34,8 +34,16 @@ def detector() -> Detector:
 def config(url: str, horn_port: int, root: Path, **overrides: Any) -> dict[str, Any]:
     """A one-camera config with a gathering rule on the lower part of the image."""
     camera = {"url": url, "detect_fps": 2, "zones": {"lower": {"points": LOWER_ZONE}}, "speakers": ["horn"]}
-    rule = {"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 4, "clear_s": 3,
-            "cooldown_s": 120, "announcement": str(root / "announcements/disperse_en.wav")}  # fmt: skip
+    rule = {
+        "kind": "gathering",
+        "camera": "plaza",
+        "zone": "lower",
+        "min_people": 4,
+        "dwell_s": 4,
+        "clear_s": 3,
+        "cooldown_s": 120,
+        "announcement": str(root / "announcements/disperse_en.wav"),
+    }
     cfg: dict[str, Any] = {
         "data_dir": "./data",
         "clips": {"pre_roll_s": 5, "post_roll_s": 2},
@@ -53,8 +61,12 @@ def config(url: str, horn_port: int, root: Path, **overrides: Any) -> dict[str, 
 
 def incidents_via_cli(config_path: Path) -> list[dict[str, Any]]:
     """`monitor incidents --json` in a new process: reads Redis back from disk."""
-    out = subprocess.run([sys.executable, "-m", "monitor", "incidents", "--json", "-c", str(config_path)],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "incidents", "--json", "-c", str(config_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
@@ -89,9 +101,14 @@ def test_gathering_on_real_footage_opens_once_announces_once_per_cooldown_and_cl
 
 
 def test_rtsp_camera_counts_people_and_clip_covers_preroll(
-    root: Path, square_mp4: Path, tmp_path: Path, write_config: Callable[..., Path], detector: Detector,
-    rtsp_cameras: Callable[[dict[str, Path]], RtspCamera], redis_url: str,
-) -> None:  # fmt: skip
+    root: Path,
+    square_mp4: Path,
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    detector: Detector,
+    rtsp_cameras: Callable[[dict[str, Path]], RtspCamera],
+    redis_url: str,
+) -> None:
     scenario = cut_scenario(square_mp4, [QUIET, CROWD], tmp_path / "quiet_then_crowd.mp4")
     server = rtsp_cameras({"plaza": scenario})
     horn = RtpListener()

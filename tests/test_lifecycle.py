@@ -35,8 +35,13 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def incidents(cfg: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "monitor", "incidents", "--json", "-c", str(cfg)],
-                         capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "incidents", "--json", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
@@ -55,19 +60,25 @@ def wait_for_log(proc: subprocess.Popen[bytes], log: Path, needle: str, timeout:
 @pytest.fixture
 def crowd_config(root: Path, square_mp4: Path, tmp_path: Path, write_config: Callable[..., Path]) -> Path:
     scenario = cut_scenario(square_mp4, [CROWD], tmp_path / "crowd.mp4")
-    return write_config({
-        "data_dir": "./data",
-        "clips": {"pre_roll_s": 5, "post_roll_s": 30},  # still recording when we stop the engine
-        "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}}},
-        "rules": [{"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2}],
-    })  # fmt: skip
+    return write_config(
+        {
+            "data_dir": "./data",
+            "clips": {"pre_roll_s": 5, "post_roll_s": 30},  # still recording when we stop the engine
+            "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}}},
+            "rules": [{"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2}],
+        }
+    )
 
 
 def start_engine(cfg: Path) -> tuple[subprocess.Popen[bytes], Path]:
     log = cfg.parent / "engine.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c", str(cfg)], stdout=subprocess.DEVNULL,
-                                stderr=out, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "-c", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env={**os.environ, "COLUMNS": "200"},
+        )
     return proc, log
 
 

@@ -18,20 +18,30 @@ from tests.support.audio_compare import best_alignment
 from tests.support.processes import free_port, stop
 
 
-def test_speaker_test_is_heard_by_the_stand_in_horn(root: Path, tmp_path: Path,
-                                                    write_config: Callable[..., Path]) -> None:  # fmt: skip
+def test_speaker_test_is_heard_by_the_stand_in_horn(
+    root: Path, tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
     port = free_port(socket.SOCK_DGRAM)
     announcement = root / "announcements/disperse_en.wav"
-    cfg = write_config({
-        "cameras": {"cam": {"url": str(root / "sample_videos/square.mp4")}},
-        "speakers": {"horn": {"kind": "rtp", "host": "127.0.0.1", "port": port, "codec": "pcma"}},
-    })  # fmt: skip
-    horn = subprocess.Popen([sys.executable, "-m", "monitor", "speaker", "listen", "--port", str(port),
-                             "--out", str(tmp_path / "heard")], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    cfg = write_config(
+        {
+            "cameras": {"cam": {"url": str(root / "sample_videos/square.mp4")}},
+            "speakers": {"horn": {"kind": "rtp", "host": "127.0.0.1", "port": port, "codec": "pcma"}},
+        }
+    )
+    horn = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "speaker", "listen", "--port", str(port), "--out", str(tmp_path / "heard")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(1.0)
-        played = subprocess.run([sys.executable, "-m", "monitor", "speaker", "test", "horn", "-c", str(cfg),
-                                 "--file", str(announcement)], capture_output=True, text=True, timeout=30)  # fmt: skip
+        played = subprocess.run(
+            [sys.executable, "-m", "monitor", "speaker", "test", "horn", "-c", str(cfg), "--file", str(announcement)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert played.returncode == 0, played.stderr
         time.sleep(1.5)
     finally:
@@ -47,11 +57,27 @@ def test_speaker_test_is_heard_by_the_stand_in_horn(root: Path, tmp_path: Path,
 
 def test_speaker_test_fails_when_nobody_listens(root: Path, write_config: Callable[..., Path]) -> None:
     port = free_port(socket.SOCK_DGRAM)
-    cfg = write_config({
-        "cameras": {"cam": {"url": str(root / "sample_videos/square.mp4")}},
-        "speakers": {"horn": {"kind": "rtp", "host": "127.0.0.1", "port": port}},
-    })  # fmt: skip
-    played = subprocess.run([sys.executable, "-m", "monitor", "speaker", "test", "horn", "-c", str(cfg), "--file",
-                             str(root / "announcements/disperse_en.wav")], capture_output=True, text=True)  # fmt: skip
+    cfg = write_config(
+        {
+            "cameras": {"cam": {"url": str(root / "sample_videos/square.mp4")}},
+            "speakers": {"horn": {"kind": "rtp", "host": "127.0.0.1", "port": port}},
+        }
+    )
+    played = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "speaker",
+            "test",
+            "horn",
+            "-c",
+            str(cfg),
+            "--file",
+            str(root / "announcements/disperse_en.wav"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert played.returncode == 1
     assert "horn" in played.stderr and "FAILED" in played.stderr

@@ -17,8 +17,13 @@ MEMBER_COLOUR = (0, 0, 255)
 OTHER_COLOUR = (0, 200, 0)
 
 
-def annotate(image: npt.NDArray[np.uint8], detections: Detections, zones: Mapping[str, Polygon],
-             members: Collection[int] = (), caption: str = "") -> npt.NDArray[np.uint8]:  # fmt: skip
+def annotate(
+    image: npt.NDArray[np.uint8],
+    detections: Detections,
+    zones: Mapping[str, Polygon],
+    members: Collection[int] = (),
+    caption: str = "",
+) -> npt.NDArray[np.uint8]:
     """A copy of ``image`` with zones outlined and people boxed (red: counted by the rule)."""
     out = image.copy()
     for name, polygon in zones.items():

@@ -39,6 +39,9 @@ def write_clip(path: Path, template: av.video.stream.VideoStream, packets: Seque
     """
     if not packets:
         return ClipResult(None, None, None, "no video buffered for this time window")
+    time_base = template.time_base
+    if time_base is None:
+        return ClipResult(None, None, None, "the stream has no time base")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     base = packets[0].dts
@@ -50,7 +53,7 @@ def write_clip(path: Path, template: av.video.stream.VideoStream, packets: Seque
             pkt = av.Packet(bytes(item.packet))
             pkt.dts, pkt.pts = dts, max(item.pts - base, dts)
             pkt.duration = item.duration
-            pkt.time_base = template.time_base
+            pkt.time_base = time_base
             pkt.is_keyframe = item.keyframe
             pkt.stream = stream
             out.mux(pkt)

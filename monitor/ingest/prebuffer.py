@@ -21,7 +21,7 @@ class BufferedPacket:
     dts: int
     duration: int
     keyframe: bool
-    packet: av.Packet
+    packet: av.Packet  # type: ignore[type-arg]  # PyAV's stubs make Packet generic over its stream
 
 
 class PacketRing:

@@ -171,6 +171,8 @@ class StreamWorker:
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[tuple[BufferedPacket, list[tuple[float, av.VideoFrame]]]]:
         """Demux (looping and pacing files), yielding packets with the frames they decode to."""
+        if stream.time_base is None:
+            raise ValueError(f"video stream of {self.source.redacted()} has no time base")
         tb = float(stream.time_base)
         offset = 0  # added to pts/dts: keeps timestamps increasing across file loops
         span = 0  # end of the last pass, in ticks
@@ -260,6 +262,10 @@ class StreamWorker:
             log.error("camera %s: writing clip %s failed: %s", self.camera, req.path, exc)
             return ClipResult(None, None, None, f"{type(exc).__name__}: {exc}")
         if result.path is not None:
-            log.info("camera %s: clip %s (%.1f s)", self.camera, Path(result.path).name,
-                     (result.end_ts or 0) - (result.start_ts or 0))
+            log.info(
+                "camera %s: clip %s (%.1f s)",
+                self.camera,
+                Path(result.path).name,
+                (result.end_ts or 0) - (result.start_ts or 0),
+            )
         return result

@@ -62,10 +62,28 @@ class EmbeddedRedis:
             return self.url
         self.socket.unlink(missing_ok=True)
         args = [
-            redis_executable(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-            "--dir", str(self.dir), "--dbfilename", "dump.rdb", "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "300 1", "--logfile", str(self.dir / "redis.log"), "--daemonize", "no",
-        ]  # fmt: skip
+            redis_executable(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.dir),
+            "--dbfilename",
+            "dump.rdb",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "300 1",
+            "--logfile",
+            str(self.dir / "redis.log"),
+            "--daemonize",
+            "no",
+        ]
         self.proc = subprocess.Popen(args, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -52,21 +52,45 @@ class IncidentStore:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
 
-    def open(self, *, kind: str, rule: str, camera: str, zone: str | None, ts: float, count: int,
-             details: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    def open(
+        self,
+        *,
+        kind: str,
+        rule: str,
+        camera: str,
+        zone: str | None,
+        ts: float,
+        count: int,
+        details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Create an open incident and announce it on the event stream."""
         incident_id = new_incident_id(ts)
         record: dict[str, Any] = {
-            "id": incident_id, "kind": kind, "rule": rule, "camera": camera, "zone": zone, "status": "open",
-            "opened_at": iso(ts), "closed_at": None, "opened_ts": ts, "closed_ts": None,
-            "peak_count": count, "clip": None, "snapshot": None, "announcements": [],
+            "id": incident_id,
+            "kind": kind,
+            "rule": rule,
+            "camera": camera,
+            "zone": zone,
+            "status": "open",
+            "opened_at": iso(ts),
+            "closed_at": None,
+            "opened_ts": ts,
+            "closed_ts": None,
+            "peak_count": count,
+            "clip": None,
+            "snapshot": None,
+            "announcements": [],
             "details": dict(details or {}),
-        }  # fmt: skip
+        }
         pipe = self.r.pipeline()
         pipe.set(incident_key(incident_id), json.dumps(record))
         pipe.zadd(INDEX, {incident_id: ts})
-        pipe.xadd(EVENTS, {"type": "incident_opened", "id": incident_id, "camera": camera, "kind": kind},
-                  maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
+        pipe.xadd(
+            EVENTS,
+            {"type": "incident_opened", "id": incident_id, "camera": camera, "kind": kind},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
         pipe.execute()
         return record
 
@@ -88,8 +112,12 @@ class IncidentStore:
             pipe.multi()
             pipe.set(key, json.dumps(record))
             if event:
-                pipe.xadd(EVENTS, {"type": event, "id": incident_id, "camera": record["camera"]},
-                          maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
+                pipe.xadd(
+                    EVENTS,
+                    {"type": event, "id": incident_id, "camera": record["camera"]},
+                    maxlen=EVENTS_MAXLEN,
+                    approximate=True,
+                )
 
         self.r.transaction(txn, key)
 
@@ -117,16 +145,21 @@ class IncidentStore:
 
     def add_announcement(self, incident_id: str, result: PlaybackResult) -> None:
         """Record one playback attempt on the incident."""
-        entry = {"speaker": result.speaker, "started_at": iso(result.started_at), "ended_at": iso(result.ended_at),
-                 "ok": result.ok, "error": result.error}  # fmt: skip
+        entry = {
+            "speaker": result.speaker,
+            "started_at": iso(result.started_at),
+            "ended_at": iso(result.ended_at),
+            "ok": result.ok,
+            "error": result.error,
+        }
         self.update(incident_id, lambda rec: rec["announcements"].append(entry), "announcement")
 
     def list(self, newest_first: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Incident records in time order."""
         end = -1 if limit is None else limit - 1
         ids = self.r.zrevrange(INDEX, 0, end) if newest_first else self.r.zrange(INDEX, 0, end)
-        for incident_id in ids:
-            rec = self.get(incident_id.decode() if isinstance(incident_id, bytes) else incident_id)
+        for raw_id in ids:
+            rec = self.get(raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id))
             if rec is not None:
                 yield rec
 
@@ -134,6 +167,6 @@ class IncidentStore:
         """Live camera status for dashboards and other machines; expires if the engine dies."""
         key = camera_key(camera)
         pipe = self.r.pipeline()
-        pipe.hset(key, mapping=dict(status))
+        pipe.hset(key, mapping=cast("Mapping[Any, Any]", status))  # redis' stubs want invariant key types
         pipe.expire(key, ttl_s)
         pipe.execute()

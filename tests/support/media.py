@@ -24,8 +24,30 @@ def cut_scenario(source: Path, segments: Sequence[tuple[float, float]], out: Pat
     for start, duration in segments:
         args += ["-ss", str(start), "-t", str(duration), "-i", str(source)]
     inputs = "".join(f"[{i}:v]" for i in range(len(segments)))
-    args += ["-filter_complex", f"{inputs}concat=n={len(segments)}:v=1[v]", "-map", "[v]",
-             "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
-             "-r", "10", "-g", "20", "-keyint_min", "20", "-sc_threshold", "0", "-bf", "0", str(out)]  # fmt: skip
+    args += [
+        "-filter_complex",
+        f"{inputs}concat=n={len(segments)}:v=1[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "baseline",
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        "10",
+        "-g",
+        "20",
+        "-keyint_min",
+        "20",
+        "-sc_threshold",
+        "0",
+        "-bf",
+        "0",
+        str(out),
+    ]
     subprocess.run(args, check=True)
     return out

@@ -20,8 +20,23 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     exe = shutil.which("redis-server") or pytest.skip("apt-get install redis-server")
     for _ in range(3):  # the free port may be taken by someone else in between: retry
         port = free_port()
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-                                 "--save", "", "--appendonly", "no", "--logfile", str(tmp_path / "redis.log")])  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(tmp_path),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(tmp_path / "redis.log"),
+            ]
+        )
         client = redis.Redis(port=port)
         for _ in range(250):
             if proc.poll() is not None:
