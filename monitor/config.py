@@ -60,6 +60,10 @@ class CameraConfig(_Model):
     loop: bool = Field(True, description="A file source starts again at its end, like a camera that never stops.")
     open_timeout_s: float = Field(5.0, gt=0, description="Seconds to wait when connecting to the stream.")
     read_timeout_s: float = Field(5.0, gt=0, description="Seconds without data before the stream counts as stalled.")
+    reconnect_max_s: float = Field(8.0, gt=0, description="Longest wait between reconnect attempts (backoff cap).")
+    offline_after_s: float = Field(
+        10.0, gt=0, description="No frames for this long opens a camera_offline incident (closed when frames flow)."
+    )
 
     def source_path(self, base_dir: Path) -> Path | None:
         """The video file this camera plays, or None for a network stream."""

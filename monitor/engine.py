@@ -24,6 +24,7 @@ from monitor.config import CameraConfig, GatheringRuleConfig, LoadedConfig
 from monitor.ingest.clips import ClipRequest, ClipResult
 from monitor.ingest.worker import Source, StreamWorker
 from monitor.rules.gathering import GatheringParams, GatheringState, RuleEvent
+from monitor.rules.offline import OfflineState
 from monitor.store.embedded import EmbeddedRedis, connect
 from monitor.store.incidents import IncidentStore, iso
 from monitor.types import Detections, Frame, Observation, PlaybackResult
@@ -31,6 +32,8 @@ from monitor.types import Detections, Frame, Observation, PlaybackResult
 log = logging.getLogger(__name__)
 
 RING_MARGIN_S = 6.0  # covers a keyframe interval before the pre-roll
+STALL_S = 2.0  # no frame for this long = not receiving (the offline grace period then applies)
+HEALTH_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -57,6 +60,8 @@ class CameraRuntime:
     detections: int = 0
     detect_times: list[float] = field(default_factory=list)
     last: Observation | None = None
+    offline: OfflineState | None = None
+    offline_incident: str | None = None
 
     def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
         """Zones in pixels for this frame size (recomputed only when the size changes)."""
@@ -77,7 +82,9 @@ def make_source(loaded: LoadedConfig, cam: CameraConfig) -> Source:
     """Where a camera's video comes from, with file paths resolved against the config file."""
     path = cam.source_path(loaded.base_dir)
     url = str(path) if path is not None else cam.url
-    return Source(url, path is not None, cam.speed, cam.loop, cam.open_timeout_s, cam.read_timeout_s)
+    return Source(
+        url, path is not None, cam.speed, cam.loop, cam.open_timeout_s, cam.read_timeout_s, cam.reconnect_max_s
+    )
 
 
 class Engine:
@@ -110,7 +117,9 @@ class Engine:
             self._detector = create_detector(cfg.detector, self.loaded.base_dir)
         log.info("detector: %s", self._detector.describe())
         self.announcer = Announcer(dict(cfg.speakers))
+        now = time.time()
         for cam in self.cameras.values():
+            cam.offline = OfflineState(cam.config.offline_after_s, now)
             cam.worker.start()
 
     def stop(self) -> None:
@@ -126,6 +135,9 @@ class Engine:
                 if rr.incident_id and self.store is not None:
                     self.store.close(rr.incident_id, now, rr.state.peak, reason="engine_stop")
                     rr.incident_id = None
+            if cam.offline_incident and self.store is not None:
+                self.store.close(cam.offline_incident, now, 0, reason="engine_stop")
+                cam.offline_incident = None
         if self.embedded is not None:
             self.embedded.stop()
 
@@ -134,12 +146,16 @@ class Engine:
         self.start()
         deadline = None if duration_s is None else time.monotonic() + duration_s
         next_status = time.monotonic() + self.loaded.config.status_interval_s
+        next_health = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if not self.detect_once():
                     self.stop_event.wait(0.01)
+                if time.monotonic() >= next_health:
+                    self.check_health(time.time())
+                    next_health += HEALTH_INTERVAL_S
                 if time.monotonic() >= next_status:
                     self.report_status()
                     next_status += self.loaded.config.status_interval_s
@@ -249,6 +265,32 @@ class Engine:
     def _record_playback(self, incident_id: str, result: PlaybackResult) -> None:
         assert self.store is not None
         self.store.add_announcement(incident_id, result)
+
+    def check_health(self, now: float) -> None:
+        """Open a camera_offline incident for a camera without frames past its grace period; close it on return."""
+        assert self.store is not None
+        for cam in self.cameras.values():
+            if cam.offline is None:
+                continue
+            st = cam.worker.status()
+            receiving = st.online and st.last_arrival is not None and now - st.last_arrival < STALL_S
+            for event in cam.offline.update(now, receiving, st.last_arrival):
+                if event.transition == "opened":
+                    record = self.store.open(
+                        kind="camera_offline",
+                        rule=f"camera_offline/{cam.name}",
+                        camera=cam.name,
+                        zone=None,
+                        ts=event.since,
+                        count=0,
+                        details={"last_error": st.last_error, "detected_at": iso(now)},
+                    )
+                    cam.offline_incident = record["id"]
+                    log.warning("INCIDENT %s opened: camera %s offline (%s)", record["id"], cam.name, st.last_error)
+                elif cam.offline_incident is not None:
+                    log.warning("INCIDENT %s closed: camera %s back online", cam.offline_incident, cam.name)
+                    self.store.close(cam.offline_incident, now, 0)
+                    cam.offline_incident = None
 
     # -- status ----------------------------------------------------------------------------------
     def report_status(self) -> None:

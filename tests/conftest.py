@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from detectors import Detector, DetectorConfig, create_detector
+
 pytest_plugins = ["tests.support.pulse", "tests.support.rtsp", "tests.support.redis_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def root() -> Path:
     """The repository root."""
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def detector() -> Detector:
+    """The real default detector (offline yolo11n-pose), loaded once per test session."""
+    return create_detector(DetectorConfig())
 
 
 @pytest.fixture(scope="session")

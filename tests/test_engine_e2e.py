@@ -14,7 +14,7 @@ import av
 import pytest
 import redis
 
-from detectors import Detector, DetectorConfig, create_detector
+from detectors import Detector
 from monitor.config import load_config
 from monitor.engine import Engine
 from monitor.store.incidents import IncidentStore
@@ -23,12 +23,6 @@ from tests.support.rtp_listener import RtpListener
 from tests.support.rtsp import RtspCamera
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    """The real default detector, loaded once for the module."""
-    return create_detector(DetectorConfig())
 
 
 def config(url: str, horn_port: int, root: Path, **overrides: Any) -> dict[str, Any]:

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000"}
 BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +38,7 @@ class Source:
     loop: bool = True
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
+    reconnect_max_s: float = 8.0
 
     def redacted(self) -> str:
         """The URL without credentials, for logs."""
@@ -57,6 +57,7 @@ class WorkerStatus:
     frames: int = 0
     sampled: int = 0
     last_frame_ts: float | None = None
+    last_arrival: float | None = None  # wall time the newest frame arrived (stall detection)
     reconnects: int = 0
     last_error: str | None = None
     width: int | None = None
@@ -134,13 +135,14 @@ class StreamWorker:
                 log.info("camera %s: end of %s (loop: false)", self.camera, self.source.redacted())
                 self._set_status(online=False, last_error="end of file")
                 return
-            if time.monotonic() - started > 2 * BACKOFF_MAX_S:
+            cap = self.source.reconnect_max_s
+            if time.monotonic() - started > 2 * cap:
                 delay = BACKOFF_FIRST_S  # it had been running fine: start backing off afresh
             self._set_status(online=False, last_error=error, reconnects=self._status.reconnects + 1)
-            wait = min(delay, BACKOFF_MAX_S) * random.uniform(0.8, 1.2)
+            wait = min(delay, cap) * random.uniform(0.8, 1.2)  # jitter: cameras of one site do not reconnect in step
             log.warning("camera %s offline (%s); reconnecting in %.1f s", self.camera, error, wait)
             self._stop.wait(wait)
-            delay = min(delay * 2, BACKOFF_MAX_S)
+            delay = min(delay * 2, cap)
         self._finish_clips(force=True)
         self._set_status(online=False)
 
@@ -227,7 +229,9 @@ class StreamWorker:
     def _count_frame(self, ts: float) -> None:
         with self._lock:
             self._arrivals.append(time.monotonic())
-            self._status = replace(self._status, frames=self._status.frames + 1, last_frame_ts=ts)
+            self._status = replace(
+                self._status, frames=self._status.frames + 1, last_frame_ts=ts, last_arrival=time.time()
+            )
 
     def _publish(self, ts: float, frame: av.VideoFrame) -> None:
         image = frame.to_ndarray(format="bgr24")

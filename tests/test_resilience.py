@@ -1,0 +1,92 @@
+"""A camera that dies must not hurt the others: offline incident, reconnect, steady detection elsewhere."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from detectors import Detector
+from monitor.config import load_config
+from monitor.engine import STALL_S, Engine
+from monitor.store.incidents import IncidentStore
+from tests.support.rtsp import RtspCamera
+
+pytestmark = pytest.mark.slow
+
+GRACE_S = 3.0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until ``condition`` holds; return the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def test_killed_camera_goes_offline_and_recovers_while_the_other_keeps_its_rate(
+    square_mp4: Path,
+    write_config: Callable[..., Path],
+    detector: Detector,
+    rtsp_cameras: Callable[[dict[str, Path]], RtspCamera],
+    redis_url: str,
+) -> None:
+    server = rtsp_cameras({"gate": square_mp4})
+    live = {"open_timeout_s": 2, "read_timeout_s": 2, "reconnect_max_s": 2, "offline_after_s": GRACE_S}
+    path = write_config(
+        {
+            "redis_url": redis_url,
+            "cameras": {"gate": {"url": server.url("gate"), **live}, "yard": {"url": str(square_mp4)}},
+        }
+    )
+    engine = Engine(load_config(path), detector=detector)
+    store = IncidentStore(redis.Redis.from_url(redis_url))
+    runner = threading.Thread(target=engine.run, daemon=True)
+    runner.start()
+    gate, yard = engine.cameras["gate"], engine.cameras["yard"]
+    yard_samples: list[tuple[float, int]] = []
+    sampling = threading.Event()
+
+    def sample_yard() -> None:
+        while not sampling.is_set():
+            yard_samples.append((time.monotonic(), yard.detections))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample_yard, daemon=True)
+    try:
+        wait_until(lambda: gate.detections >= 4 and yard.detections >= 4, 60, "both cameras detecting")
+        sampler.start()
+
+        def offline_incidents(status: str) -> list[dict[str, object]]:
+            return [r for r in store.list() if r["kind"] == "camera_offline" and r["status"] == status]
+
+        server.kill()
+        took = wait_until(lambda: bool(offline_incidents("open")), GRACE_S + STALL_S + 8, "camera_offline opened")
+        assert took >= GRACE_S - 0.5, "not before the grace period"
+        [incident] = offline_incidents("open")
+        assert incident["camera"] == "gate"
+        assert gate.worker.status().reconnects >= 1
+
+        server.start()  # the camera comes back on the same address
+        before = gate.detections
+        wait_until(lambda: gate.detections > before + 2, 10, "gate detecting again within 10 s")
+        wait_until(lambda: bool(offline_incidents("closed")), 5, "camera_offline closed")
+    finally:
+        sampling.set()
+        engine.stop_event.set()
+        runner.join(30)
+    # the file camera kept ~2 detections/s the whole time: no gap of more than 1.5 s
+    change_times = [t for (_, prev), (t, n) in itertools.pairwise(yard_samples) if n != prev]
+    gaps = [b - a for a, b in itertools.pairwise(change_times)]
+    span = yard_samples[-1][0] - yard_samples[0][0]
+    rate = (yard_samples[-1][1] - yard_samples[0][1]) / span
+    assert rate >= 1.6, f"yard kept {rate:.2f} detections/s"
+    assert max(gaps) <= 1.5, f"yard detection paused {max(gaps):.1f} s"
