@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from monitor.config import ConfigError, LoadedConfig, check_files, load_config
+from monitor.redact import redact_fields
 
 log = logging.getLogger("monitor")
 
@@ -184,7 +185,7 @@ def cmd_speaker_list(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     for name, cfg in loaded.config.speakers.items():
-        fields = cfg.model_dump(exclude={"kind"}, exclude_defaults=True)
+        fields = redact_fields(cfg.model_dump(exclude={"kind"}, exclude_defaults=True))
         print(f"{name}: {cfg.kind} " + " ".join(f"{k}={v}" for k, v in fields.items()))
     from speakers.local import list_output_devices
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _SpeakerBase(BaseModel):
@@ -37,4 +39,73 @@ class LocalSpeakerConfig(_SpeakerBase):
     rate: int = Field(16000, ge=8000, le=192000, description="Sample rate the device is opened at, in Hz.")
 
 
-SpeakerConfig = Annotated[RtpSpeakerConfig | LocalSpeakerConfig, Field(discriminator="kind")]
+class SipSpeakerConfig(_SpeakerBase):
+    """A SIP endpoint that auto-answers pages (horn, paging amplifier, intercom); called directly, no registrar."""
+
+    kind: Literal["sip"]
+    uri: str = Field(description='Speaker to call, "sip:user@host[:port]" (UDP; port defaults to 5060).')
+    codec: Literal["pcmu", "pcma"] = Field("pcmu", description="Preferred codec; both are offered.")
+    username: str | None = Field(None, description="Digest user name, used when the speaker answers 401/407.")
+    password: str | None = Field(None, repr=False, description="Digest password.")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="How long to wait for the call to be answered.")
+    ptime_ms: int = Field(20, ge=10, le=60, description="Audio per RTP packet, in milliseconds.")
+
+    @field_validator("uri")
+    @classmethod
+    def _sip_uri(cls, uri: str) -> str:
+        from speakers.sip import parse_sip_uri  # the parser lives with its only user
+
+        parse_sip_uri(uri)
+        return uri
+
+
+class HttpSpeakerConfig(_SpeakerBase):
+    """A network speaker with an Axis VAPIX-style HTTP API: stream mu-law audio or trigger a stored clip."""
+
+    kind: Literal["http"]
+    url: str = Field(description="Base URL of the speaker, e.g. https://10.0.0.7 (the VAPIX paths are appended).")
+    username: str | None = Field(None, description="User for basic or digest auth (whichever the speaker asks).")
+    password: str | None = Field(None, repr=False, description="Password for basic or digest auth.")
+    mode: Literal["transmit", "clip"] = Field(
+        "transmit", description="transmit: stream the announcement (audio/basic); clip: play a clip stored on it."
+    )
+    clip: int | None = Field(None, ge=0, description="Clip number on the speaker, for mode: clip.")
+    ca_file: Path | None = Field(None, description="PEM file with the CA that signed the speaker's certificate.")
+    verify_tls: bool = Field(True, description="Check the speaker's certificate (turn off only on a closed network).")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Connect/response timeout.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {url!r}")
+        return url
+
+    @model_validator(mode="after")
+    def _clip_needs_number(self) -> HttpSpeakerConfig:
+        if self.mode == "clip" and self.clip is None:
+            raise ValueError("mode: clip needs 'clip' (the clip number stored on the speaker)")
+        return self
+
+
+class OnvifSpeakerConfig(_SpeakerBase):
+    """A camera's built-in horn, fed through the ONVIF RTSP audio back-channel."""
+
+    kind: Literal["onvif"]
+    url: str = Field(description='RTSP URL of the camera, credentials included: "rtsp://user:pass@cam/stream".')
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Connect/response timeout for the RTSP requests.")
+
+    @field_validator("url")
+    @classmethod
+    def _rtsp_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme != "rtsp" or not parts.hostname:
+            raise ValueError(f"must be an rtsp:// URL with a host, got {url!r}")
+        return url
+
+
+SpeakerConfig = Annotated[
+    RtpSpeakerConfig | LocalSpeakerConfig | SipSpeakerConfig | HttpSpeakerConfig | OnvifSpeakerConfig,
+    Field(discriminator="kind"),
+]

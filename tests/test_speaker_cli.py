@@ -81,3 +81,21 @@ def test_speaker_test_fails_when_nobody_listens(root: Path, write_config: Callab
     )
     assert played.returncode == 1
     assert "horn" in played.stderr and "FAILED" in played.stderr
+
+
+def test_speaker_list_never_prints_credentials(root: Path, write_config: Callable[..., Path]) -> None:
+    cfg = write_config(
+        {
+            "cameras": {"cam": {"url": str(root / "sample_videos/square.mp4")}},
+            "speakers": {
+                "gate": {"kind": "sip", "uri": "sip:horn@127.0.0.1:5060", "username": "u", "password": "hunter2"},
+                "cam_horn": {"kind": "onvif", "url": "rtsp://admin:opensesame@127.0.0.1/stream"},
+            },
+        }
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "monitor", "speaker", "list", "-c", str(cfg)], capture_output=True, text=True, check=True
+    )
+    assert "gate: sip" in listed.stdout and "cam_horn: onvif" in listed.stdout
+    assert "hunter2" not in listed.stdout and "opensesame" not in listed.stdout
+    assert "rtsp://***@127.0.0.1/stream" in listed.stdout

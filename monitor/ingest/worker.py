@@ -20,6 +20,7 @@ import numpy as np
 
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
+from monitor.redact import redact_url
 from monitor.types import Frame
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,7 @@ class Source:
 
     def redacted(self) -> str:
         """The URL without credentials, for logs."""
-        if "@" in self.url and "://" in self.url:
-            scheme, rest = self.url.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return self.url
+        return redact_url(self.url)
 
 
 @dataclass(frozen=True, slots=True)
