@@ -8,6 +8,7 @@ Side effects (Redis, JPEG, clips, speakers) are small calls whose slow parts run
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from monitor.actions.snapshot import annotate, write_jpeg
 from monitor.analyze.zones import Polygon, count_zones, to_pixels
 from monitor.config import CameraConfig, GatheringRuleConfig, LoadedConfig
 from monitor.ingest.clips import ClipRequest, ClipResult
-from monitor.ingest.worker import Source, StreamWorker
+from monitor.ingest.worker import Source, StreamWorker, WorkerStatus
 from monitor.rules.gathering import GatheringParams, GatheringState, RuleEvent
 from monitor.rules.offline import OfflineState
 from monitor.store.embedded import EmbeddedRedis, connect
@@ -60,6 +61,7 @@ class CameraRuntime:
     detections: int = 0
     detect_times: list[float] = field(default_factory=list)
     last: Observation | None = None
+    last_frame: Frame | None = None
     offline: OfflineState | None = None
     offline_incident: str | None = None
 
@@ -189,7 +191,7 @@ class Engine:
         """Count zones, advance the camera's rules and act on their transitions."""
         zones = count_zones(detections, cam.zone_polygons(frame.size))
         obs = Observation(cam.name, frame.ts, detections, zones)
-        cam.last = obs
+        cam.last, cam.last_frame = obs, frame
         for rr in cam.rules:
             count = zones[rr.config.zone].count if rr.config.zone else len(detections)
             for event in rr.state.update(frame.ts, count):
@@ -313,19 +315,34 @@ class Engine:
                 state,
             )
             if self.store is not None:
-                status = {
-                    "online": int(st.online),
-                    "people": people,
-                    "input_fps": st.input_fps,
-                    "detect_fps": round(det_fps, 2),
-                    "dropped": cam.dropped,
-                    "reconnects": st.reconnects,
-                    "last_frame_ts": st.last_frame_ts or 0,
-                    "last_error": st.last_error or "",
-                }
-                try:
-                    self.store.publish_camera_status(
-                        cam.name, status, ttl_s=int(self.loaded.config.status_interval_s * 4)
-                    )
-                except redis.RedisError as exc:
-                    log.error("could not publish status of %s: %s", cam.name, exc)
+                self._publish_status(cam, st, det_fps, people)
+
+    def _publish_status(self, cam: CameraRuntime, st: WorkerStatus, det_fps: float, people: int) -> None:
+        """Camera status and a fresh annotated live snapshot, for the web page and other machines."""
+        assert self.store is not None
+        snapshot = ""
+        if cam.last is not None and cam.last_frame is not None:
+            polygons = cam.zone_polygons(cam.last_frame.size)
+            image = annotate(cam.last_frame.image, cam.last.detections, polygons)
+            snapshot = str(write_jpeg(self.data_dir / "live" / f"{cam.name}.jpg", image, quality=75))
+        zones = {z: c.count for z, c in cam.last.zones.items()} if cam.last else {}
+        status: dict[str, str | int | float] = {
+            "online": int(st.online),
+            "people": people,
+            "zones": json.dumps(zones),
+            "input_fps": st.input_fps,
+            "detect_fps": round(det_fps, 2),
+            "dropped": cam.dropped,
+            "reconnects": st.reconnects,
+            "last_frame_ts": st.last_frame_ts or 0,
+            "last_error": st.last_error or "",
+            "width": st.width or 0,
+            "height": st.height or 0,
+            "snapshot": snapshot,
+            "url": cam.worker.source.redacted(),
+            "updated_ts": time.time(),
+        }
+        try:
+            self.store.publish_camera_status(cam.name, status, ttl_s=int(self.loaded.config.status_interval_s * 4))
+        except redis.RedisError as exc:
+            log.error("could not publish status of %s: %s", cam.name, exc)

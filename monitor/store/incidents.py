@@ -2,7 +2,8 @@
 
 Key layout (all names here, nowhere else):
   vm:incident:<id>   JSON record            vm:incidents   ZSET id -> opened_ts
-  vm:events          STREAM of changes      vm:camera:<n>  HASH live camera status
+  vm:events          STREAM of changes      vm:camera:<n>  HASH live camera status (expires)
+  vm:cameras         SET of camera names (a camera without a status hash has no engine reporting it)
 Updates are optimistic transactions (WATCH/MULTI), so several engines can share one Redis.
 """
 
@@ -20,6 +21,7 @@ from monitor.types import PlaybackResult
 
 PREFIX = "vm"
 INDEX = f"{PREFIX}:incidents"
+CAMERAS = f"{PREFIX}:cameras"
 EVENTS = f"{PREFIX}:events"
 EVENTS_MAXLEN = 100_000
 
@@ -167,6 +169,7 @@ class IncidentStore:
         """Live camera status for dashboards and other machines; expires if the engine dies."""
         key = camera_key(camera)
         pipe = self.r.pipeline()
+        pipe.sadd(CAMERAS, camera)
         pipe.hset(key, mapping=cast("Mapping[Any, Any]", status))  # redis' stubs want invariant key types
         pipe.expire(key, ttl_s)
         pipe.execute()
