@@ -38,4 +38,4 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
 fi
 
 echo "==> offline default model (hash-checked)"
-.venv/bin/python -m detectors.model_fetch
+.venv/bin/python -c "from detectors.model_fetch import main; raise SystemExit(main())"
