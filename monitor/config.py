@@ -92,7 +92,9 @@ class GatheringRuleConfig(_Model):
     )
     cooldown_s: float = Field(120.0, ge=0, description="Minimum time between two announcements of this rule.")
     announcement: str | None = Field(None, description="Audio file (WAV/MP3/OGG) played on the camera's speakers.")
-    speakers: list[str] | None = Field(None, description="Speakers to use instead of the camera's.")
+    speakers: list[str] | None = Field(None, description="Speakers or speaker groups to use instead of the camera's.")
+    priority: int = Field(0, description="When two rules want one speaker, the higher priority plays first/interrupts.")
+    chime: str | None = Field(None, description="Short attention tone played before the announcement.")
 
     @property
     def close_level(self) -> int:
@@ -125,6 +127,10 @@ class Config(_Model):
     status_interval_s: float = Field(5.0, gt=0, description="Seconds between console status lines.")
     cameras: dict[str, CameraConfig] = Field(description="Cameras by name.")
     speakers: dict[str, SpeakerConfig] = Field(default_factory=dict, description="Speakers by name.")
+    speaker_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Named groups of speakers (or groups) that play together."
+    )
+    speaker_health_interval_s: float = Field(60.0, gt=0, description="Seconds between speaker health checks.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that turn observations into incidents.")
 
 
@@ -184,11 +190,20 @@ def load_config(path: str | Path) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError([ConfigProblem(name, (), f"cannot read config file: {exc.strerror or exc}")]) from None
     try:
-        data, marks = load_with_marks(_expand_env(text, name))
+        data, marks = load_with_marks(text)
     except YamlSyntaxError as exc:
         raise ConfigError([ConfigProblem(name, (), f"invalid YAML: {exc}", exc.mark)]) from None
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(name, (), "expected a mapping with 'cameras:' at the top level")])
+    missing: list[tuple[Path_, str]] = []
+    data = _expand_env(data, (), missing)
+    if missing:
+        raise ConfigError(
+            [
+                ConfigProblem(name, loc, f"environment variable {var} is not set", nearest_mark(marks, loc))
+                for loc, var in missing
+            ]
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -204,12 +219,21 @@ def load_config(path: str | Path) -> LoadedConfig:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(text: str, name: str) -> str:
-    """Fill ``${VAR}`` from the environment so secrets stay out of the file."""
-    missing = sorted({m.group(1) for m in _ENV.finditer(text) if m.group(1) not in os.environ})
-    if missing:
-        raise ConfigError([ConfigProblem(name, (), f"environment variable(s) not set: {', '.join(missing)}")])
-    return _ENV.sub(lambda m: os.environ[m.group(1)], text)
+def _expand_env(node: Any, path: Path_, missing: list[tuple[Path_, str]]) -> Any:
+    """Fill ``${VAR}`` in string values from the environment, so secrets stay out of the file.
+
+    Only values are expanded (never comments or keys); unset variables are collected with their path.
+    """
+    if isinstance(node, dict):
+        return {key: _expand_env(value, (*path, key), missing) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(item, (*path, i), missing) for i, item in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+    for var in _ENV.findall(node):
+        if var not in os.environ:
+            missing.append((path, var))
+    return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(0)), node)
 
 
 def _pydantic_problems(exc: ValidationError, data: Any, marks: dict[Path_, Mark], name: str) -> Iterator[ConfigProblem]:
@@ -284,11 +308,19 @@ def _union_tags() -> set[str]:
 
 
 def cross_reference_problems(config: Config) -> Iterator[tuple[Path_, str]]:
-    """Names that point at nothing: unknown cameras, zones and speakers."""
+    """Names that point at nothing: unknown cameras, zones, speakers and groups; group cycles."""
+    from speakers.groups import SpeakerGroupError, expand_speakers
+
+    targets = {**config.speakers, **config.speaker_groups}
+    for group in config.speaker_groups:
+        try:
+            expand_speakers([group], config.speaker_groups, config.speakers)
+        except SpeakerGroupError as exc:
+            yield ("speaker_groups", group), str(exc)
     for cam_name, cam in config.cameras.items():
         for i, spk in enumerate(cam.speakers):
-            if spk not in config.speakers:
-                yield ("cameras", cam_name, "speakers", i), _unknown("speaker", spk, config.speakers)
+            if spk not in targets:
+                yield ("cameras", cam_name, "speakers", i), _unknown("speaker", spk, targets)
     for i, rule in enumerate(config.rules):
         rule_cam = config.cameras.get(rule.camera)
         if rule_cam is None:
@@ -297,8 +329,8 @@ def cross_reference_problems(config: Config) -> Iterator[tuple[Path_, str]]:
         if rule.zone is not None and rule.zone not in rule_cam.zones:
             yield ("rules", i, "zone"), _unknown(f"zone on camera '{rule.camera}'", rule.zone, rule_cam.zones)
         for j, spk in enumerate(rule.speakers or []):
-            if spk not in config.speakers:
-                yield ("rules", i, "speakers", j), _unknown("speaker", spk, config.speakers)
+            if spk not in targets:
+                yield ("rules", i, "speakers", j), _unknown("speaker", spk, targets)
         if rule.close_level > rule.min_people:
             yield ("rules", i, "close_below"), f"close_below ({rule.close_level}) must not exceed min_people"
 
@@ -323,14 +355,16 @@ def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem
         if source is not None and not source.is_file():
             add(("cameras", cam_name, "url"), f"video file not found: {source}")
     for i, rule in enumerate(loaded.config.rules):
-        if rule.announcement is None:
-            continue
-        audio = loaded.resolve(rule.announcement)
-        if not audio.is_file():
-            add(("rules", i, "announcement"), f"announcement file not found: {audio}")
-        elif decode:
-            try:
-                load_announcement(audio, 8000)
-            except AnnouncementError as exc:
-                add(("rules", i, "announcement"), str(exc))
+        for key in ("announcement", "chime"):
+            name = getattr(rule, key)
+            if name is None:
+                continue
+            audio = loaded.resolve(name)
+            if not audio.is_file():
+                add(("rules", i, key), f"{key} file not found: {audio}")
+            elif decode:
+                try:
+                    load_announcement(audio, 8000)
+                except AnnouncementError as exc:
+                    add(("rules", i, key), str(exc))
     return problems

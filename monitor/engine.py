@@ -29,6 +29,7 @@ from monitor.rules.offline import OfflineState
 from monitor.store.embedded import EmbeddedRedis, connect
 from monitor.store.incidents import IncidentStore, iso
 from monitor.types import Detections, Frame, Observation, PlaybackResult
+from speakers.health import HealthMonitor
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class Engine:
             self.cameras[rule.camera].rules.append(RuleRuntime(rule, GatheringState(rule_params(rule))))
         self.store: IncidentStore | None = None
         self.announcer: Announcer | None = None
+        self.speaker_health: HealthMonitor | None = None
+        self._speaker_problems: dict[str, str | None] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,7 +121,9 @@ class Engine:
         if self._detector is None:
             self._detector = create_detector(cfg.detector, self.loaded.base_dir)
         log.info("detector: %s", self._detector.describe())
-        self.announcer = Announcer(dict(cfg.speakers))
+        self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups)
+        speakers = {name: channel.speaker for name, channel in self.announcer.channels.items()}
+        self.speaker_health = HealthMonitor(speakers, cfg.speaker_health_interval_s).start()
         now = time.time()
         for cam in self.cameras.values():
             cam.offline = OfflineState(cam.config.offline_after_s, now)
@@ -129,6 +134,8 @@ class Engine:
         self.stop_event.set()
         for cam in self.cameras.values():
             cam.worker.stop()
+        if self.speaker_health is not None:
+            self.speaker_health.close()
         if self.announcer is not None:
             self.announcer.close()
         now = time.time()
@@ -222,6 +229,8 @@ class Engine:
                     self.loaded.resolve(rule.announcement),
                     speakers,
                     functools.partial(self._record_playback, incident_id),
+                    priority=rule.priority,
+                    chime=self.loaded.resolve(rule.chime) if rule.chime else None,
                 )
         elif rr.incident_id is None:
             return
@@ -297,6 +306,7 @@ class Engine:
     # -- status ----------------------------------------------------------------------------------
     def report_status(self) -> None:
         """One console line per camera, and the same figures in Redis for other machines."""
+        self._report_speakers()
         for cam in self.cameras.values():
             st = cam.worker.status()
             times = cam.detect_times
@@ -316,6 +326,30 @@ class Engine:
             )
             if self.store is not None:
                 self._publish_status(cam, st, det_fps, people)
+
+    def _report_speakers(self) -> None:
+        """Log speaker health when it changes, and keep it in Redis for the web page."""
+        if self.speaker_health is None:
+            return
+        for name, health in self.speaker_health.status().items():
+            if health is None:
+                continue
+            if self._speaker_problems.get(name, "unset") != health.problem:
+                if health.ok:
+                    log.info("speaker %s: healthy", name)
+                else:
+                    log.warning("speaker %s: %s", name, health.problem)
+                self._speaker_problems[name] = health.problem
+            if self.store is not None:
+                status: dict[str, str | int | float] = {
+                    "ok": int(health.ok),
+                    "problem": health.problem or "",
+                    "checked_ts": health.checked_at,
+                }
+                try:
+                    self.store.publish_speaker_status(name, status, ttl_s=int(self.loaded.config.status_interval_s * 4))
+                except redis.RedisError as exc:
+                    log.error("could not publish status of speaker %s: %s", name, exc)
 
     def _publish_status(self, cam: CameraRuntime, st: WorkerStatus, det_fps: float, people: int) -> None:
         """Camera status and a fresh annotated live snapshot, for the web page and other machines."""

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-
 from speakers.audio import AnnouncementError, Pcm, apply_gain, load_announcement
-from speakers.base import Speaker, SpeakerError
+from speakers.base import PlaybackInterrupted, Speaker, SpeakerError, interruptible_sleep
 from speakers.config import (
     HttpSpeakerConfig,
     LocalSpeakerConfig,
@@ -28,26 +24,6 @@ __all__ = [
     "interruptible_sleep",
     "load_announcement",
 ]
-
-
-class PlaybackInterrupted(SpeakerError):
-    """Playback was stopped on purpose (a higher-priority announcement took the speaker); not a speaker fault."""
-
-
-def interruptible_sleep(stop: threading.Event | None, what: str) -> Callable[[float], None]:
-    """A ``sleep`` for ``speakers.rtp.send_paced`` that raises PlaybackInterrupted as soon as ``stop`` is set.
-
-    Backends that accept ``play(audio, stop=...)`` pace through this, so an interruption ends the stream within
-    one packet instead of after the whole announcement.
-    """
-
-    def sleep(seconds: float) -> None:
-        if stop is None:
-            time.sleep(seconds)
-        elif stop.wait(seconds):
-            raise PlaybackInterrupted(f"{what}: interrupted by a higher-priority announcement")
-
-    return sleep
 
 
 def create_speaker(name: str, config: SpeakerConfig) -> Speaker:

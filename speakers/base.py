@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from speakers.audio import Pcm
@@ -24,3 +27,23 @@ class Speaker(Protocol):
     def play(self, audio: Pcm) -> None:
         """Play ``audio`` (already at ``sample_rate``) to the end, or raise SpeakerError."""
         ...
+
+
+class PlaybackInterrupted(SpeakerError):
+    """Playback was stopped on purpose (a higher-priority announcement took the speaker); not a speaker fault."""
+
+
+def interruptible_sleep(stop: threading.Event | None, what: str) -> Callable[[float], None]:
+    """A ``sleep`` for ``speakers.rtp.send_paced`` that raises PlaybackInterrupted as soon as ``stop`` is set.
+
+    Backends that accept ``play(audio, stop=...)`` pace through this, so an interruption ends the stream within
+    one packet instead of after the whole announcement.
+    """
+
+    def sleep(seconds: float) -> None:
+        if stop is None:
+            time.sleep(seconds)
+        elif stop.wait(seconds):
+            raise PlaybackInterrupted(f"{what}: interrupted by a higher-priority announcement")
+
+    return sleep

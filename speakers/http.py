@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from speakers import g711, interruptible_sleep
+from speakers import g711
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError
+from speakers.base import SpeakerError, interruptible_sleep
 from speakers.config import HttpSpeakerConfig
 from speakers.rtp import send_paced
 

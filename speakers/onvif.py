@@ -18,9 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-from speakers import interruptible_sleep
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError
+from speakers.base import SpeakerError, interruptible_sleep
 from speakers.config import OnvifSpeakerConfig
 from speakers.http import basic_authorization, digest_authorization, parse_challenges, pick_challenge
 from speakers.rtp import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced

@@ -11,6 +11,7 @@ import ipaddress
 import secrets
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from numpy.typing import NDArray
 
 from speakers import g711
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError
+from speakers.base import SpeakerError, interruptible_sleep
 from speakers.config import RtpSpeakerConfig
 
 Codec = Literal["pcmu", "pcma", "l16"]
@@ -139,11 +140,19 @@ class RtpSpeaker:
         return self.format.rate
 
     @property
+    def _label(self) -> str:
+        return f"speaker {self.name!r} ({self._where})"
+
+    @property
     def _where(self) -> str:
         return f"rtp {self.config.codec} to {self.config.host}:{self.config.port}"
 
-    def play(self, audio: Pcm) -> None:
-        """Stream ``audio`` in real time; returns when its last packet's audio is due at the speaker."""
+    def play(self, audio: Pcm, stop: threading.Event | None = None) -> None:
+        """Stream ``audio`` in real time; returns when its last packet's audio is due at the speaker.
+
+        Setting ``stop`` ends the stream within one packet (PlaybackInterrupted): a higher-priority
+        announcement takes the speaker at once.
+        """
         if audio.rate != self.sample_rate:
             raise SpeakerError(f"speaker {self.name!r} ({self._where}) needs {self.sample_rate} Hz, got {audio.rate}")
         audio = apply_gain(audio, self.config.gain_db)
@@ -158,7 +167,7 @@ class RtpSpeaker:
         )
         try:
             with self._open_socket() as sock:
-                send_paced(sock.send, packets, self.format.ptime_s)
+                send_paced(sock.send, packets, self.format.ptime_s, sleep=interruptible_sleep(stop, self._label))
         except OSError as exc:
             raise SpeakerError(f"speaker {self.name!r} ({self._where}): {exc}") from exc
 

@@ -20,9 +20,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from speakers import interruptible_sleep
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError
+from speakers.base import SpeakerError, interruptible_sleep
 from speakers.config import SipSpeakerConfig
 from speakers.http import Challenge, digest_authorization, parse_challenges
 from speakers.rtp import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced

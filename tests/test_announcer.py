@@ -152,24 +152,25 @@ def test_two_announcements_on_one_speaker_never_overlap(horns: list[Horn], clips
     assert streams[0][-1].arrival < streams[1][0].arrival  # no interleaving on the wire
 
 
-def test_higher_priority_goes_before_queued_lower_ones(horns: list[Horn], clips: dict[str, Path]) -> None:
-    """RTP cannot be interrupted mid-stream: the playing one finishes, then the higher priority jumps the queue."""
+def test_higher_priority_interrupts_rtp_and_jumps_the_queue(horns: list[Horn], clips: dict[str, Path]) -> None:
+    """The playing low-priority stream stops within a packet; the high one plays next, then the queued low one."""
     announcer = Announcer({"horn": horns[0].config})
-    assert not supports_stop(announcer.channels["horn"].speaker)
+    assert supports_stop(announcer.channels["horn"].speaker)
     results = Results()
-    announcer.announce(clips["a"], ["horn"], results, priority=0)
-    time.sleep(0.1)  # "a" is playing
+    announcer.announce(clips["long"], ["horn"], results, priority=0)
+    time.sleep(0.3)  # "long" (3 s) is playing
     announcer.announce(clips["b"], ["horn"], results, priority=0)
     announcer.announce(clips["c"], ["horn"], results, priority=5)
     played = results.wait(3)
     announcer.close()
-    assert [len(s) for s in horns[0].streams()] == [30, 20, 20]
-    started = sorted(played, key=lambda r: r.started_at)
-    assert all(r.ok for r in played)
-    assert started[0].ended_at <= started[1].started_at <= started[1].ended_at <= started[2].started_at
-    second_stream = horns[0].streams()[1]  # must be "c" (660 Hz), queued last but with the higher priority
-    second = g711.ulaw_decode(np.frombuffer(b"".join(p.payload for p in second_stream), np.uint8))
-    assert best_alignment(second, load_announcement(clips["c"], 8000).samples)[1] > 0.99
+    interrupted, high, low = sorted(played, key=lambda r: r.started_at)
+    assert not interrupted.ok and "interrupted" in (interrupted.error or "")
+    assert interrupted.ended_at - interrupted.started_at < 1.0, "stopped, not played to the end"
+    assert high.ok and low.ok and interrupted.ended_at <= high.started_at <= high.ended_at <= low.started_at
+    streams = horns[0].streams()
+    assert len(streams) == 3 and len(streams[0]) < 50 and [len(s) for s in streams[1:]] == [20, 20]
+    second = g711.ulaw_decode(np.frombuffer(b"".join(p.payload for p in streams[1]), np.uint8))
+    assert best_alignment(second, load_announcement(clips["c"], 8000).samples)[1] > 0.99  # "c": 660 Hz
 
 
 def test_higher_priority_interrupts_a_playing_announcement(clips: dict[str, Path]) -> None:

@@ -155,7 +155,7 @@ def test_environment_secrets_are_filled(
     monkeypatch.setenv("CAM_PASSWORD", "s3cret")
     assert load_config(write_config(cfg)).config.cameras["square_east"].url.endswith(":s3cret@127.0.0.1/stream")
     monkeypatch.delenv("CAM_PASSWORD")
-    with pytest.raises(ConfigError, match="environment variable\\(s\\) not set: CAM_PASSWORD"):
+    with pytest.raises(ConfigError, match="cameras.square_east.url: environment variable CAM_PASSWORD is not set"):
         load_config(write_config(cfg))
 
 
@@ -173,3 +173,34 @@ def test_console_script_exit_code(root: Path, write_config: Callable[..., Path])
     proc = subprocess.run([sys.executable, "-m", "monitor", "check", "-c", str(path)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "cameras.square_east.zones.square.points" in proc.stderr
+
+
+def test_speaker_groups_are_checked(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = sample(root)
+    cfg["speaker_groups"] = {
+        "village": ["square_horn", "center_pc"],
+        "all": ["village", "ghost"],
+        "loop_a": ["loop_b"],
+        "loop_b": ["loop_a"],
+    }
+    cfg = edit(cfg, "cameras.square_east.speakers", ["village"])
+    code, out = check(write_config(cfg), capsys)
+    assert code == 1
+    assert "speaker_groups.all:" in out and "ghost" in out
+    assert "speaker_groups.loop_a:" in out and "cycle" in out
+    assert "cameras.square_east.speakers" not in out, "a camera may name a group"
+
+
+def test_camera_may_use_a_group(root: Path, write_config: Callable[..., Path]) -> None:
+    cfg = edit(sample(root), "cameras.square_east.speakers", ["village"])
+    cfg["speaker_groups"] = {"village": ["square_horn", "center_pc"]}
+    assert load_config(write_config(cfg)).config.speaker_groups == {"village": ["square_horn", "center_pc"]}
+
+
+def test_placeholders_in_comments_are_ignored(root: Path, tmp_path: Path) -> None:
+    text = (root / "streams.yaml").read_text() + "\n# password: ${NOT_SET_ANYWHERE}\n"
+    path = tmp_path / "streams.yaml"
+    path.write_text(text.replace("sample_videos/", f"{root}/sample_videos/"))
+    assert "square_east" in load_config(path).config.cameras

@@ -17,7 +17,7 @@ import redis
 from detectors import Detector
 from monitor.config import load_config
 from monitor.engine import Engine
-from monitor.store.incidents import IncidentStore
+from monitor.store.incidents import IncidentStore, camera_key, speaker_key
 from tests.support.media import CROWD, LOWER_ZONE, QUIET, cut_scenario
 from tests.support.rtp_listener import RtpListener
 from tests.support.rtsp import RtspCamera
@@ -114,6 +114,11 @@ def test_rtsp_camera_counts_people_and_clip_covers_preroll(
     cam = engine.cameras["plaza"]
     assert cam.detections >= 20, "about 2 detections per second from the RTSP stream"
     assert cam.last is not None and len(cam.last.detections) >= 1, "people are counted on the live stream"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    status = client.hgetall(camera_key("plaza"))
+    assert status["online"] == "1" and float(status["detect_fps"]) > 1.0
+    assert Path(status["snapshot"]).stat().st_size > 10_000, "a live annotated snapshot for the dashboard"
+    assert client.hgetall(speaker_key("horn"))["ok"] == "1", "speaker health is checked and shared"
     store = IncidentStore(redis.Redis.from_url(redis_url))
     records = list(store.list())
     assert len(records) == 1, records

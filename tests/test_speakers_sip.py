@@ -7,12 +7,14 @@ import itertools
 import socket
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from monitor.types import PlaybackResult
 from speakers import Pcm, SpeakerError, create_speaker, g711, load_announcement
 from speakers.config import SipSpeakerConfig
 from speakers.sip import SipSpeaker, parse_message, parse_sdp_answer, parse_sip_uri, sdp_offer
@@ -202,3 +204,42 @@ def test_health_is_an_options_ping(sipp: Sipp) -> None:
     closed = free_port(socket.SOCK_DGRAM)
     problem = sip_speaker(f"sip:horn@127.0.0.1:{closed}").health()
     assert problem is not None and "unreachable" in problem
+
+
+@needs_sipp
+@pytest.mark.parametrize("sipp", ["uas_busy.xml"], indirect=True)
+def test_busy_and_unreachable_are_recorded_on_the_incident(sipp: Sipp, redis_url: str, tmp_path: Path) -> None:
+    """The engine's path: announcer -> PlaybackResult -> incident record in Redis, within timeout_s."""
+    import redis
+
+    from monitor.actions.announce import Announcer
+    from monitor.store.incidents import IncidentStore
+
+    store = IncidentStore(redis.Redis.from_url(redis_url))
+    incident = store.open(kind="gathering", rule="r", camera="gate", zone=None, ts=time.time(), count=5)
+    closed_port = free_port(socket.SOCK_DGRAM)
+    configs = {
+        "busy_horn": SipSpeakerConfig(kind="sip", uri=sipp.uri, timeout_s=3),
+        "gone_horn": SipSpeakerConfig(kind="sip", uri=f"sip:horn@127.0.0.1:{closed_port}", timeout_s=3),
+    }
+    audio = tmp_path / "a.wav"
+    with wave.open(str(audio), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(tone(0.5).samples.tobytes())
+    announcer = Announcer(dict(configs))
+    done = threading.Semaphore(0)
+
+    def record(result: PlaybackResult) -> None:
+        store.add_announcement(incident["id"], result)
+        done.release()
+
+    queued = time.monotonic()
+    announcer.announce(audio, ["busy_horn", "gone_horn"], record)
+    assert done.acquire(timeout=5) and done.acquire(timeout=5)
+    assert time.monotonic() - queued < 3.5, "both failures recorded within the configured timeout"
+    announcer.close()
+    plays = {p["speaker"]: p for p in store.get(incident["id"])["announcements"]}  # type: ignore[index]
+    assert plays["busy_horn"]["ok"] is False and "busy (486 Busy Here)" in plays["busy_horn"]["error"]
+    assert plays["gone_horn"]["ok"] is False and "unreachable" in plays["gone_horn"]["error"]

@@ -3,6 +3,7 @@
 Key layout (all names here, nowhere else):
   vm:incident:<id>   JSON record            vm:incidents   ZSET id -> opened_ts
   vm:events          STREAM of changes      vm:camera:<n>  HASH live camera status (expires)
+  vm:speaker:<n>     HASH speaker health: ok, problem, checked_ts (expires)
   vm:cameras         SET of camera names (a camera without a status hash has no engine reporting it)
 Updates are optimistic transactions (WATCH/MULTI), so several engines can share one Redis.
 """
@@ -29,6 +30,11 @@ EVENTS_MAXLEN = 100_000
 def incident_key(incident_id: str) -> str:
     """Redis key of one incident record."""
     return f"{PREFIX}:incident:{incident_id}"
+
+
+def speaker_key(speaker: str) -> str:
+    """Redis key of a speaker's latest health check."""
+    return f"{PREFIX}:speaker:{speaker}"
 
 
 def camera_key(camera: str) -> str:
@@ -172,4 +178,11 @@ class IncidentStore:
         pipe.sadd(CAMERAS, camera)
         pipe.hset(key, mapping=cast("Mapping[Any, Any]", status))  # redis' stubs want invariant key types
         pipe.expire(key, ttl_s)
+        pipe.execute()
+
+    def publish_speaker_status(self, speaker: str, status: Mapping[str, str | int | float], ttl_s: int) -> None:
+        """Latest health check of a speaker; expires if the engine dies."""
+        pipe = self.r.pipeline()
+        pipe.hset(speaker_key(speaker), mapping=cast("Mapping[Any, Any]", status))
+        pipe.expire(speaker_key(speaker), ttl_s)
         pipe.execute()
