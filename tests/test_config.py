@@ -155,7 +155,7 @@ def test_environment_secrets_are_filled(
     monkeypatch.setenv("CAM_PASSWORD", "s3cret")
     assert load_config(write_config(cfg)).config.cameras["square_east"].url.endswith(":s3cret@127.0.0.1/stream")
     monkeypatch.delenv("CAM_PASSWORD")
-    with pytest.raises(ConfigError, match="cameras.square_east.url: environment variable CAM_PASSWORD is not set"):
+    with pytest.raises(ConfigError, match=r"cameras\.square_east\.url: environment variable CAM_PASSWORD is not set"):
         load_config(write_config(cfg))
 
 
