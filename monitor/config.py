@@ -12,9 +12,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic.fields import FieldInfo
 
 from detectors.config import DetectorConfig
 from monitor.yamlmarks import Mark, Path_, YamlSyntaxError, load_with_marks, nearest_mark
@@ -49,6 +50,18 @@ class ZoneConfig(_Model):
         return all(x <= 1.0 and y <= 1.0 for x, y in self.points)
 
 
+def _optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """The same model with every field optional (same constraints): a partial override of it."""
+    fields: dict[str, Any] = {
+        key: (Optional[field.annotation], FieldInfo.merge_field_infos(field, default=None))  # noqa: UP045
+        for key, field in model.model_fields.items()
+    }
+    return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **fields)
+
+
+DetectorOverride = _optional_fields(DetectorConfig, "DetectorOverride")
+
+
 class CameraConfig(_Model):
     """One camera: where its video comes from, its zones and the speakers near it."""
 
@@ -61,9 +74,23 @@ class CameraConfig(_Model):
     open_timeout_s: float = Field(5.0, gt=0, description="Seconds to wait when connecting to the stream.")
     read_timeout_s: float = Field(5.0, gt=0, description="Seconds without data before the stream counts as stalled.")
     reconnect_max_s: float = Field(8.0, gt=0, description="Longest wait between reconnect attempts (backoff cap).")
+    detector: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per-camera detector settings over the global ones, e.g. {imgsz: 1280} for a wide, far view.",
+    )
     offline_after_s: float = Field(
         10.0, gt=0, description="No frames for this long opens a camera_offline incident (closed when frames flow)."
     )
+
+    @field_validator("detector")
+    @classmethod
+    def _detector_override(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            DetectorOverride.model_validate(value)
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(details) from None
+        return value
 
     def source_path(self, base_dir: Path) -> Path | None:
         """The video file this camera plays, or None for a network stream."""
@@ -174,6 +201,13 @@ class LoadedConfig:
     def data_dir(self) -> Path:
         """Absolute data directory."""
         return (self.base_dir / self.config.data_dir).resolve()
+
+    def detector_for(self, camera: str) -> DetectorConfig:
+        """The global detector settings with this camera's overrides applied."""
+        override = self.config.cameras[camera].detector
+        if not override:
+            return self.config.detector
+        return DetectorConfig.model_validate({**self.config.detector.model_dump(), **override})
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, made absolute relative to the config file."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from detectors import Detector, create_detector
+from detectors import Detector, DetectorConfig, create_detector
 from monitor.actions.announce import Announcer
 from monitor.actions.snapshot import annotate, write_jpeg
 from monitor.analyze.zones import Polygon, count_zones, to_pixels
@@ -65,6 +65,7 @@ class CameraRuntime:
     last_frame: Frame | None = None
     offline: OfflineState | None = None
     offline_incident: str | None = None
+    detector: Detector | None = None
 
     def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
         """Zones in pixels for this frame size (recomputed only when the size changes)."""
@@ -99,7 +100,8 @@ class Engine:
         self.data_dir = loaded.data_dir
         self.stop_event = threading.Event()
         self.embedded: EmbeddedRedis | None = None
-        self._detector = detector
+        self._detector = detector  # given: used for every camera (tests); else built from the config
+        self._detectors: dict[DetectorConfig, Detector] = {}
         ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
         self.cameras = {
             name: CameraRuntime(name, cam, StreamWorker(name, make_source(loaded, cam), cam.detect_fps, ring_s))
@@ -118,9 +120,12 @@ class Engine:
         cfg = self.loaded.config
         client, self.embedded = connect(cfg.redis_url, self.data_dir)
         self.store = IncidentStore(client)
-        if self._detector is None:
-            self._detector = create_detector(cfg.detector, self.loaded.base_dir)
-        log.info("detector: %s", self._detector.describe())
+        for cam in self.cameras.values():  # one model instance per distinct setting, shared by its cameras
+            settings = self.loaded.detector_for(cam.name)
+            if settings not in self._detectors:
+                self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
+                log.info("detector: %s", self._detectors[settings].describe())
+            cam.detector = self._detectors[settings]
         self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups)
         speakers = {name: channel.speaker for name, channel in self.announcer.channels.items()}
         self.speaker_health = HealthMonitor(speakers, cfg.speaker_health_interval_s).start()
@@ -184,14 +189,19 @@ class Engine:
             batch.append((cam, frame))
         if not batch:
             return False
-        assert self._detector is not None
-        t0 = time.monotonic()
-        results = self._detector.detect([frame.image for _, frame in batch])
-        elapsed = time.monotonic() - t0
-        for (cam, frame), detections in zip(batch, results, strict=True):
-            cam.detect_times = [*cam.detect_times[-19:], time.monotonic()]
-            cam.detections += 1
-            self.observe(cam, frame, detections, elapsed)
+        by_detector: dict[int, list[tuple[CameraRuntime, Frame]]] = {}
+        for cam, frame in batch:
+            by_detector.setdefault(id(cam.detector), []).append((cam, frame))
+        for group in by_detector.values():
+            detector = group[0][0].detector
+            assert detector is not None
+            t0 = time.monotonic()
+            results = detector.detect([frame.image for _, frame in group])  # one batched call per model
+            elapsed = time.monotonic() - t0
+            for (cam, frame), detections in zip(group, results, strict=True):
+                cam.detect_times = [*cam.detect_times[-19:], time.monotonic()]
+                cam.detections += 1
+                self.observe(cam, frame, detections, elapsed)
         return True
 
     def observe(self, cam: CameraRuntime, frame: Frame, detections: Detections, latency_s: float = 0.0) -> None:
