@@ -39,12 +39,14 @@ class Detections:
     """People found in one frame, as parallel arrays (struct of arrays).
 
     ``xyxy``: (N, 4) pixel boxes; ``confidence``: (N,); ``keypoints``: (N, K, 3) x, y, visibility
-    when the model is a pose model, else None.
+    when the model is a pose model, else None; ``tracker_id``: (N,) int64 track ids once tracked
+    (-1 for a detection not yet confirmed as a track), else None.
     """
 
     xyxy: FloatArray
     confidence: FloatArray
     keypoints: FloatArray | None = None
+    tracker_id: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4:
@@ -53,6 +55,8 @@ class Detections:
             raise ValueError(f"confidence must have shape ({len(self.xyxy)},), got {self.confidence.shape}")
         if self.keypoints is not None and self.keypoints.shape[0] != len(self.xyxy):
             raise ValueError(f"keypoints must have {len(self.xyxy)} rows, got {self.keypoints.shape}")
+        if self.tracker_id is not None and self.tracker_id.shape != (len(self.xyxy),):
+            raise ValueError(f"tracker_id must have shape ({len(self.xyxy)},), got {self.tracker_id.shape}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -65,7 +69,8 @@ class Detections:
     def __getitem__(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Detections:
         """Select detections by boolean mask or index array."""
         kp = None if self.keypoints is None else self.keypoints[mask]
-        return Detections(self.xyxy[mask], self.confidence[mask], kp)
+        ids = None if self.tracker_id is None else self.tracker_id[mask]
+        return Detections(self.xyxy[mask], self.confidence[mask], kp, ids)
 
     def foot_points(self) -> FloatArray:
         """(N, 2) bottom-centre of each box: where a person stands on the ground."""
