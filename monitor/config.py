@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from detectors.config import DetectorConfig
+from monitor.actions.notify_config import NotifierConfig
+from monitor.rules.models import GatheringRuleConfig, RuleConfig, ZoneFilterConfig
+from monitor.store.retention import RetentionConfig
 from monitor.yamlmarks import Mark, Path_, YamlSyntaxError, load_with_marks, nearest_mark
 from speakers.config import SpeakerConfig
 
@@ -33,6 +36,9 @@ class ZoneConfig(_Model):
 
     points: list[tuple[float, float]] = Field(
         description="Polygon corners, relative (0..1, all values) or in pixels of the camera image.",
+    )
+    filter: ZoneFilterConfig | None = Field(
+        None, description="Ignore small or unsure detections, and masks (posters, statues, reflections)."
     )
 
     @field_validator("points")
@@ -101,42 +107,6 @@ class CameraConfig(_Model):
         return path if path.is_absolute() else base_dir / path
 
 
-class GatheringRuleConfig(_Model):
-    """Too many people in a zone for too long: announce, notify, log an incident."""
-
-    kind: Literal["gathering"]
-    name: str | None = Field(None, description="Name shown on incidents (default: kind/camera/zone).")
-    camera: str = Field(description="Camera the rule watches.")
-    zone: str | None = Field(None, description="Zone on that camera; omitted = the whole image.")
-    min_people: int = Field(ge=1, description="Open an incident at this many people.")
-    dwell_s: float = Field(5.0, ge=0, description="They must stay this long before the incident opens.")
-    close_below: int | None = Field(
-        None, ge=0, description="Close once the count is below this (default min_people): the hysteresis band."
-    )
-    clear_s: float = Field(10.0, ge=0, description="The count must stay below close_below this long to close.")
-    tolerance_s: float = Field(
-        1.5, ge=0, description="Dips shorter than this (a missed detection) do not reset the dwell timer."
-    )
-    cooldown_s: float = Field(120.0, ge=0, description="Minimum time between two announcements of this rule.")
-    announcement: str | None = Field(None, description="Audio file (WAV/MP3/OGG) played on the camera's speakers.")
-    speakers: list[str] | None = Field(None, description="Speakers or speaker groups to use instead of the camera's.")
-    priority: int = Field(0, description="When two rules want one speaker, the higher priority plays first/interrupts.")
-    chime: str | None = Field(None, description="Short attention tone played before the announcement.")
-
-    @property
-    def close_level(self) -> int:
-        """Count below which the incident starts to clear."""
-        return self.min_people if self.close_below is None else self.close_below
-
-    @property
-    def rule_id(self) -> str:
-        """Stable identifier used in incidents and logs."""
-        return self.name or f"{self.kind}/{self.camera}/{self.zone or '*'}"
-
-
-RuleConfig = Annotated[GatheringRuleConfig, Field(discriminator="kind")]
-
-
 class ClipConfig(_Model):
     """Incident clips, remuxed from the camera's own encoded packets (no re-encoding)."""
 
@@ -159,6 +129,12 @@ class Config(_Model):
     )
     speaker_health_interval_s: float = Field(60.0, gt=0, description="Seconds between speaker health checks.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that turn observations into incidents.")
+    notify: list[NotifierConfig] = Field(
+        default_factory=list, description="Where incident open/close messages go (webhook, DingTalk, WeCom)."
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="When clips and snapshots are deleted (records are kept)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +341,7 @@ def cross_reference_problems(config: Config) -> Iterator[tuple[Path_, str]]:
         for j, spk in enumerate(rule.speakers or []):
             if spk not in targets:
                 yield ("rules", i, "speakers", j), _unknown("speaker", spk, targets)
-        if rule.close_level > rule.min_people:
+        if isinstance(rule, GatheringRuleConfig) and rule.close_level > rule.min_people:
             yield ("rules", i, "close_below"), f"close_below ({rule.close_level}) must not exceed min_people"
 
 

@@ -13,21 +13,27 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
 from detectors import Detector, DetectorConfig, create_detector
 from monitor.actions.announce import Announcer
+from monitor.actions.notify import Notifier
 from monitor.actions.snapshot import annotate, write_jpeg
-from monitor.analyze.zones import Polygon, count_zones, to_pixels
-from monitor.config import CameraConfig, GatheringRuleConfig, LoadedConfig
+from monitor.analyze.filters import DetectionFilter, count_zones_filtered
+from monitor.analyze.tracking import PersonTracker
+from monitor.analyze.zones import Polygon, to_pixels
+from monitor.config import CameraConfig, LoadedConfig
 from monitor.ingest.clips import ClipRequest, ClipResult
 from monitor.ingest.worker import Source, StreamWorker, WorkerStatus
-from monitor.rules.gathering import GatheringParams, GatheringState, RuleEvent
+from monitor.rules.models import GatheringRuleConfig, RuleConfig
 from monitor.rules.offline import OfflineState
+from monitor.rules.policy import Decision
+from monitor.rules.runtime import RuleRuntime, RuleStep, Transition, build_runtime
 from monitor.store.embedded import EmbeddedRedis, connect
 from monitor.store.incidents import IncidentStore, iso
+from monitor.store.retention import RetentionWorker
 from monitor.types import Detections, Frame, Observation, PlaybackResult
 from speakers.health import HealthMonitor
 
@@ -39,12 +45,16 @@ HEALTH_INTERVAL_S = 0.5
 
 
 @dataclass
-class RuleRuntime:
-    """A configured rule, its state machine and the incident it has open."""
+class ActiveRule:
+    """A rule's runtime and the incident it has open."""
 
-    config: GatheringRuleConfig
-    state: GatheringState
+    runtime: RuleRuntime
     incident_id: str | None = None
+
+    @property
+    def config(self) -> RuleConfig:
+        """The rule's configuration."""
+        return self.runtime.config
 
 
 @dataclass
@@ -54,9 +64,11 @@ class CameraRuntime:
     name: str
     config: CameraConfig
     worker: StreamWorker
-    rules: list[RuleRuntime] = field(default_factory=list)
+    rules: list[ActiveRule] = field(default_factory=list)
     polygons: dict[str, Polygon] = field(default_factory=dict)
+    filters: dict[str, DetectionFilter] = field(default_factory=dict)
     polygon_size: tuple[int, int] | None = None
+    tracker: PersonTracker = field(default_factory=PersonTracker)
     last_seq: int = 0
     dropped: int = 0
     detections: int = 0
@@ -71,15 +83,9 @@ class CameraRuntime:
         """Zones in pixels for this frame size (recomputed only when the size changes)."""
         if size != self.polygon_size:
             self.polygons = {n: to_pixels(z.points, size, z.relative) for n, z in self.config.zones.items()}
+            self.filters = {n: z.filter.build(size) for n, z in self.config.zones.items() if z.filter is not None}
             self.polygon_size = size
         return self.polygons
-
-
-def rule_params(rule: GatheringRuleConfig) -> GatheringParams:
-    """The state machine's parameters from the rule's config."""
-    return GatheringParams(
-        rule.min_people, rule.dwell_s, rule.close_level, rule.clear_s, rule.tolerance_s, rule.cooldown_s
-    )
 
 
 def make_source(loaded: LoadedConfig, cam: CameraConfig) -> Source:
@@ -108,10 +114,12 @@ class Engine:
             for name, cam in cfg.cameras.items()
         }
         for rule in cfg.rules:
-            self.cameras[rule.camera].rules.append(RuleRuntime(rule, GatheringState(rule_params(rule))))
+            self.cameras[rule.camera].rules.append(ActiveRule(build_runtime(rule)))
         self.store: IncidentStore | None = None
         self.announcer: Announcer | None = None
         self.speaker_health: HealthMonitor | None = None
+        self.notifier: Notifier | None = None
+        self.retention: RetentionWorker | None = None
         self._speaker_problems: dict[str, str | None] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -126,6 +134,9 @@ class Engine:
                 self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
                 log.info("detector: %s", self._detectors[settings].describe())
             cam.detector = self._detectors[settings]
+        self.notifier = Notifier(cfg.notify) if cfg.notify else None
+        self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
+        self.retention.start()
         self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups)
         speakers = {name: channel.speaker for name, channel in self.announcer.channels.items()}
         self.speaker_health = HealthMonitor(speakers, cfg.speaker_health_interval_s).start()
@@ -141,17 +152,21 @@ class Engine:
             cam.worker.stop()
         if self.speaker_health is not None:
             self.speaker_health.close()
+        if self.retention is not None:
+            self.retention.stop()
         if self.announcer is not None:
             self.announcer.close()
         now = time.time()
         for cam in self.cameras.values():
-            for rr in cam.rules:
-                if rr.incident_id and self.store is not None:
-                    self.store.close(rr.incident_id, now, rr.state.peak, reason="engine_stop")
-                    rr.incident_id = None
+            for active in cam.rules:
+                if active.incident_id and self.store is not None:
+                    self.store.close(active.incident_id, now, 0, reason="engine_stop")  # peak as recorded so far
+                    active.incident_id = None
             if cam.offline_incident and self.store is not None:
                 self.store.close(cam.offline_incident, now, 0, reason="engine_stop")
                 cam.offline_incident = None
+        if self.notifier is not None:
+            self.notifier.close(10)
         if self.embedded is not None:
             self.embedded.stop()
 
@@ -169,6 +184,7 @@ class Engine:
                     self.stop_event.wait(0.01)
                 if time.monotonic() >= next_health:
                     self.check_health(time.time())
+                    self.tick_rules(time.time())
                     next_health += HEALTH_INTERVAL_S
                 if time.monotonic() >= next_status:
                     self.report_status()
@@ -205,55 +221,101 @@ class Engine:
         return True
 
     def observe(self, cam: CameraRuntime, frame: Frame, detections: Detections, latency_s: float = 0.0) -> None:
-        """Count zones, advance the camera's rules and act on their transitions."""
-        zones = count_zones(detections, cam.zone_polygons(frame.size))
+        """Track, count zones, advance the camera's rules and act on what they decide."""
+        detections = cam.tracker.update(frame.ts, detections)
+        polygons = cam.zone_polygons(frame.size)
+        zones = count_zones_filtered(detections, polygons, cam.filters)
         obs = Observation(cam.name, frame.ts, detections, zones)
         cam.last, cam.last_frame = obs, frame
-        for rr in cam.rules:
-            count = zones[rr.config.zone].count if rr.config.zone else len(detections)
-            for event in rr.state.update(frame.ts, count):
-                self.act(cam, rr, event, frame, obs)
+        for active in cam.rules:
+            self.act(cam, active, active.runtime.step(obs, polygons), frame, obs)
 
-    def act(self, cam: CameraRuntime, rr: RuleRuntime, event: RuleEvent, frame: Frame, obs: Observation) -> None:
-        """Turn a rule transition into incident records, a snapshot, a clip and announcements."""
-        assert self.store is not None
-        rule = rr.config
-        if event.transition == "opened":
-            record = self.store.open(
-                kind=rule.kind,
-                rule=rule.rule_id,
-                camera=cam.name,
-                zone=rule.zone,
-                ts=event.ts,
-                count=event.count,
-                details={"min_people": rule.min_people, "dwell_s": rule.dwell_s},
-            )
-            incident_id = rr.incident_id = record["id"]
-            log.warning("INCIDENT %s opened: %s on %s, %d people", incident_id, rule.kind, cam.name, event.count)
-            self._snapshot(incident_id, cam, rule, frame, obs)
-            self._clip(incident_id, cam, event.ts)
-            if event.announce and rule.announcement:
-                speakers = rule.speakers if rule.speakers is not None else cam.config.speakers
-                assert self.announcer is not None
-                self.announcer.announce(
-                    self.loaded.resolve(rule.announcement),
-                    speakers,
-                    functools.partial(self._record_playback, incident_id),
-                    priority=rule.priority,
-                    chime=self.loaded.resolve(rule.chime) if rule.chime else None,
-                )
-        elif rr.incident_id is None:
-            return
-        elif event.transition == "peak":
-            self.store.set_peak(rr.incident_id, event.peak)
-        else:
-            log.warning("INCIDENT %s closed (peak %d)", rr.incident_id, event.peak)
-            self.store.close(rr.incident_id, event.ts, event.peak)
-            rr.incident_id = None
+    def tick_rules(self, now: float) -> None:
+        """Advance schedules, repeats and escalations even for cameras that send nothing."""
+        for cam in self.cameras.values():
+            for active in cam.rules:
+                self.act(cam, active, active.runtime.tick(now), cam.last_frame, cam.last)
 
-    def _snapshot(
-        self, incident_id: str, cam: CameraRuntime, rule: GatheringRuleConfig, frame: Frame, obs: Observation
+    def act(
+        self, cam: CameraRuntime, active: ActiveRule, step: RuleStep, frame: Frame | None, obs: Observation | None
     ) -> None:
+        """Turn a rule step into incident records, a snapshot, a clip, announcements and notifications."""
+        assert self.store is not None
+        for transition in step.transitions:
+            if transition.kind == "opened":
+                self._open(cam, active, transition, frame, obs)
+            elif active.incident_id is None:
+                continue
+            elif transition.kind == "peak":
+                self.store.set_peak(active.incident_id, transition.peak)
+            else:
+                log.warning("INCIDENT %s closed (peak %d)", active.incident_id, transition.peak)
+                incident_id = active.incident_id
+                self.store.close(incident_id, transition.ts, transition.peak, details=transition.details)
+                active.incident_id = None
+                self._notify(incident_id, "closed")
+        if active.incident_id is not None:
+            self._apply_decision(cam, active, step.decision)
+
+    def _open(
+        self,
+        cam: CameraRuntime,
+        active: ActiveRule,
+        transition: Transition,
+        frame: Frame | None,
+        obs: Observation | None,
+    ) -> None:
+        assert self.store is not None
+        rule = active.config
+        details = {
+            "threshold": rule.min_people if isinstance(rule, GatheringRuleConfig) else rule.min_staff,
+            **transition.details,
+        }
+        record = self.store.open(
+            kind=active.runtime.incident_kind,
+            rule=rule.rule_id,
+            camera=cam.name,
+            zone=rule.zone,
+            ts=transition.since or transition.ts,
+            count=transition.count,
+            details=details,
+        )
+        incident_id = active.incident_id = record["id"]
+        log.warning("INCIDENT %s opened: %s on %s, %d people", incident_id, record["kind"], cam.name, transition.count)
+        if frame is not None and obs is not None:
+            self._snapshot(incident_id, cam, rule, frame, obs)
+        self._clip(incident_id, cam, transition.ts)
+        self._notify(incident_id, "opened")
+
+    def _apply_decision(self, cam: CameraRuntime, active: ActiveRule, decision: Decision) -> None:
+        """Play, note a suppression, or escalate, as the rule's announcement policy decided."""
+        assert self.store is not None and active.incident_id is not None
+        rule, incident_id = active.config, active.incident_id
+        if decision.notable:
+            entry = {"at": iso(time.time()), "event": "announcement_decision", "reason": decision.reason}
+            self.store.update(incident_id, lambda rec: rec.setdefault("timeline", []).append(entry))
+        if decision.escalate:
+            log.warning("INCIDENT %s needs attention: %s", incident_id, decision.reason)
+            self.store.update(incident_id, lambda rec: rec.update(needs_attention=True), "incident_escalated")
+        if decision.play and rule.announcement:
+            speakers = rule.speakers if rule.speakers is not None else cam.config.speakers
+            assert self.announcer is not None
+            self.announcer.announce(
+                self.loaded.resolve(rule.announcement),
+                speakers,
+                functools.partial(self._record_playback, incident_id),
+                priority=rule.priority,
+                chime=self.loaded.resolve(rule.chime) if rule.chime else None,
+            )
+
+    def _notify(self, incident_id: str, event: Literal["opened", "closed"]) -> None:
+        if self.notifier is None or self.store is None:
+            return
+        record = self.store.get(incident_id)
+        if record is not None:
+            self.notifier.notify(record, event)
+
+    def _snapshot(self, incident_id: str, cam: CameraRuntime, rule: RuleConfig, frame: Frame, obs: Observation) -> None:
         zones = cam.zone_polygons(frame.size)
         shown = {rule.zone: zones[rule.zone]} if rule.zone else zones
         members = obs.zones[rule.zone].members if rule.zone else tuple(range(len(obs.detections)))

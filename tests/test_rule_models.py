@@ -37,13 +37,12 @@ schedule:
   holidays: [2025-10-01, 2025-10-02]
   extra_days: [2025-09-28]
 announcement: announcements/return_to_post.wav
-policy:
-  cooldown_s: 300
-  repeat_after_s: 300
-  max_repeats: 2
-  priority: 5
-  quiet_hours:
-    windows: [{start: "23:00", end: "07:00"}]
+cooldown_s: 300
+repeat_after_s: 300
+max_repeats: 2
+priority: 5
+quiet_hours:
+  windows: [{start: "23:00", end: "07:00"}]
 """
 
 
@@ -74,7 +73,7 @@ def test_documented_staffing_rule_is_valid_and_builds() -> None:
     assert not schedule.active(sh(10, 1, 9))  # holiday
     assert schedule.active(sh(9, 28, 9))  # make-up Sunday
     assert schedule.active(sh(10, 4, 3))  # Friday night shift, Saturday 03:00
-    policy = rule.policy.build()
+    policy = rule.build_policy()
     assert policy.priority == 5 and isinstance(policy.quiet_hours, QuietHours)
     assert policy.quiet_hours.active(sh(9, 29, 23))
 
@@ -92,7 +91,7 @@ def test_defaults() -> None:
     assert rule.schedule.timezone == "Asia/Shanghai"
     assert rule.schedule.windows[0].days == ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     assert (rule.unstaffed_s, rule.restored_s, rule.tolerance_s, rule.max_gap_s) == (60, 10, 3, 10)
-    assert rule.policy == AnnouncementPolicyConfig()
+    assert rule.build_policy().params == AnnouncementPolicyConfig().build_policy().params
 
 
 @pytest.mark.parametrize(
@@ -165,7 +164,7 @@ def test_policy_errors_and_build() -> None:
     assert problems(AnnouncementPolicyConfig, {"repeat_after_s": 0}) == [
         (("repeat_after_s",), "Input should be greater than 0")
     ]
-    policy = AnnouncementPolicyConfig(cooldown_s=5, repeat_after_s=60, max_repeats=3, priority=2).build()
+    policy = AnnouncementPolicyConfig(cooldown_s=5, repeat_after_s=60, max_repeats=3, priority=2).build_policy()
     assert (policy.params.cooldown_s, policy.params.repeat_after_s, policy.params.max_repeats) == (5, 60, 3)
     assert policy.quiet_hours is None
 

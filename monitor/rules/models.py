@@ -15,7 +15,7 @@ import difflib
 import re
 import zoneinfo
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -160,8 +160,14 @@ class ScheduleConfig(_Model):
 
 
 class AnnouncementPolicyConfig(_Model):
-    """When a rule's announcement plays: cooldown, repeats then escalation, quiet hours, priority."""
+    """When a rule's announcement plays: cooldown, repeats then escalation, quiet hours, priority.
 
+    Every rule kind inherits these fields (they sit directly on the rule in streams.yaml).
+    """
+
+    announcement: str | None = Field(None, description="Audio file (WAV/MP3/OGG) played on the camera's speakers.")
+    speakers: list[str] | None = Field(None, description="Speakers or speaker groups to use instead of the camera's.")
+    chime: str | None = Field(None, description="Short attention tone played before the announcement.")
     cooldown_s: float = Field(120.0, ge=0, description="Minimum time between two plays of this rule.")
     repeat_after_s: float | None = Field(
         None, gt=0, description="Play again this long after the previous one while the incident is open."
@@ -180,7 +186,7 @@ class AnnouncementPolicyConfig(_Model):
             raise ValueError("max_repeats needs repeat_after_s (how long to wait between repeats)")
         return self
 
-    def build(self) -> AnnouncementPolicy:
+    def build_policy(self) -> AnnouncementPolicy:
         """The runtime policy (one per rule)."""
         quiet = None if self.quiet_hours is None else self.quiet_hours.build(QuietHours)
         params = PolicyParams(self.cooldown_s, self.repeat_after_s, self.max_repeats, self.priority)
@@ -227,7 +233,43 @@ class ZoneFilterConfig(_Model):
         return DetectionFilter(self.min_height_px, self.min_confidence, masks, self.anchor)
 
 
-class StaffingRuleConfig(_Model):
+class GatheringRuleConfig(AnnouncementPolicyConfig):
+    """Too many people (in a zone, or standing together) for too long: announce, notify, log an incident."""
+
+    kind: Literal["gathering"]
+    name: str | None = Field(None, description="Name shown on incidents (default: kind/camera/zone).")
+    camera: str = Field(description="Camera the rule watches.")
+    zone: str | None = Field(None, description="Zone on that camera; omitted = the whole image.")
+    min_people: int = Field(ge=1, description="Open an incident at this many people.")
+    dwell_s: float = Field(5.0, ge=0, description="They must stay this long before the incident opens.")
+    dwell_by: Literal["count", "tracks"] = Field(
+        "count",
+        description="count: the count stayed at min_people for dwell_s; tracks: min_people tracked people "
+        "each stayed dwell_s (the same people, not just as many).",
+    )
+    grouping: GroupingConfig | None = Field(
+        None, description="Count only people standing together (largest group, perspective-aware); null = all."
+    )
+    close_below: int | None = Field(
+        None, ge=0, description="Close once the count is below this (default min_people): the hysteresis band."
+    )
+    clear_s: float = Field(10.0, ge=0, description="The count must stay below close_below this long to close.")
+    tolerance_s: float = Field(
+        1.5, ge=0, description="Dips shorter than this (a missed detection) do not reset the dwell timer."
+    )
+
+    @property
+    def close_level(self) -> int:
+        """Count below which the incident starts to clear."""
+        return self.min_people if self.close_below is None else self.close_below
+
+    @property
+    def rule_id(self) -> str:
+        """Stable identifier used in incidents and logs."""
+        return self.name or f"{self.kind}/{self.camera}/{self.zone or '*'}"
+
+
+class StaffingRuleConfig(AnnouncementPolicyConfig):
     """A checkpoint zone needs at least min_staff people during its duty schedule."""
 
     kind: Literal["checkpoint_staffing"]
@@ -246,11 +288,6 @@ class StaffingRuleConfig(_Model):
         10.0, gt=0, description="Longer without observations is a gap: timers do not run across it."
     )
     schedule: ScheduleConfig = Field(description="Duty hours; outside them the rule is silent.")
-    announcement: str | None = Field(None, description="Reminder audio played on the checkpoint's speakers.")
-    speakers: list[str] | None = Field(None, description="Speakers to use instead of the camera's.")
-    policy: AnnouncementPolicyConfig = Field(
-        default_factory=AnnouncementPolicyConfig, description="When the reminder plays, repeats and escalates."
-    )
 
     @property
     def rule_id(self) -> str:
@@ -264,3 +301,6 @@ class StaffingRuleConfig(_Model):
     def build(self) -> StaffingState:
         """A fresh state machine for this rule."""
         return StaffingState(self.params(), self.schedule.build())
+
+
+RuleConfig = Annotated[GatheringRuleConfig | StaffingRuleConfig, Field(discriminator="kind")]

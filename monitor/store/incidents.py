@@ -129,7 +129,9 @@ class IncidentStore:
 
         self.r.transaction(txn, key)
 
-    def close(self, incident_id: str, ts: float, peak: int, reason: str = "rule") -> None:
+    def close(
+        self, incident_id: str, ts: float, peak: int, reason: str = "rule", details: Mapping[str, Any] | None = None
+    ) -> None:
         """Mark an incident closed (a status set by staff, such as acknowledged, is kept).
 
         ``reason`` says who closed it: the rule, or the engine shutting down while it was open.
@@ -137,7 +139,7 @@ class IncidentStore:
 
         def change(rec: dict[str, Any]) -> None:
             rec.update(closed_at=iso(ts), closed_ts=ts, peak_count=max(rec["peak_count"], peak))
-            rec["details"]["closed_by"] = reason
+            rec["details"].update(details or {}, closed_by=reason)
             if rec["status"] == "open":
                 rec["status"] = "closed"
 
