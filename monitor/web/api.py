@@ -1,0 +1,236 @@
+"""JSON API under /api/: cameras, incidents, staff actions with an audit trail, media by id, live events.
+
+Media files are found only through the incident record (or the camera's status hash) and must lie
+inside the data directory; nothing in the request is ever used as a path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from monitor.config import LoadedConfig
+from monitor.store.incidents import IncidentStore, camera_key
+from monitor.web import views
+from monitor.web.auth import User, operator_write, viewer
+from monitor.web.events import event_stream
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api", tags=["monitor"])
+
+IncidentId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Incident id.")]
+CameraName = Annotated[str, PathParam(min_length=1, max_length=200, description="Camera name from the config.")]
+Viewer = Annotated[User, Depends(viewer)]
+Operator = Annotated[User, Depends(operator_write)]
+
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "Not logged in"}, 404: {"description": "Not found"}}
+
+
+class NoteBody(BaseModel):
+    """A remark kept in the audit trail."""
+
+    note: str | None = Field(None, max_length=2000, description="Optional remark (required for /note).")
+
+
+def _redis(request: Request) -> redis.Redis:
+    client: redis.Redis = request.app.state.redis
+    return client
+
+
+def _config(request: Request) -> LoadedConfig | None:
+    config: LoadedConfig | None = request.app.state.config
+    return config
+
+
+def _record(request: Request, incident_id: str) -> dict[str, Any]:
+    rec = IncidentStore(_redis(request)).get(incident_id)
+    if rec is None:
+        raise HTTPException(404, "no such incident")
+    return rec
+
+
+def _media_file(request: Request, stored: Any) -> Path:
+    """A media path taken from a record, refused unless it is a file inside the data directory."""
+    if not isinstance(stored, str) or not stored:
+        raise HTTPException(404, "no such file for this incident")
+    path = Path(stored).resolve()
+    config = _config(request)
+    if config is not None and not path.is_relative_to(config.data_dir):
+        log.warning("refusing media outside the data directory: %s", path)
+        raise HTTPException(404, "no such file for this incident")
+    if not path.is_file():
+        raise HTTPException(404, "file no longer available (expired or deleted)")
+    return path
+
+
+@router.get("/cameras", responses=ERRORS)
+def list_cameras(request: Request, _: Viewer) -> list[views.CameraStatus]:
+    """Every camera with its live state, sorted by name."""
+    return views.camera_statuses(_redis(request), _config(request))
+
+
+@router.get("/cameras/{name}", responses=ERRORS)
+def get_camera(request: Request, name: CameraName, _: Viewer) -> views.CameraDetail:
+    """One camera's live state and configured zones."""
+    cam = views.camera_detail(_redis(request), _config(request), name)
+    if cam is None:
+        raise HTTPException(404, "no such camera")
+    return cam
+
+
+@router.get("/cameras/{name}/snapshot", responses=ERRORS, response_class=FileResponse)
+def camera_snapshot(request: Request, name: CameraName, _: Viewer) -> FileResponse:
+    """The latest annotated live image of a camera (JPEG)."""
+    stored = _redis(request).hget(camera_key(name), "snapshot")
+    path = _media_file(request, views.text(stored) if stored is not None else None)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/incidents", responses=ERRORS)
+def list_incidents(
+    request: Request,
+    _: Viewer,
+    camera: Annotated[str | None, Query(max_length=200, description="Only this camera.")] = None,
+    kind: Annotated[str | None, Query(max_length=64, description="Only this type (gathering, ...).")] = None,
+    status: Annotated[
+        Literal["open", "closed", "acknowledged", "false_alarm"] | None, Query(description="Only this status.")
+    ] = None,
+    since: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601; no zone = local).")] = None,
+    until: Annotated[datetime | None, Query(description="Opened at or before (ISO 8601; no zone = local).")] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> views.IncidentPage:
+    """Incidents, newest first, filtered and paginated."""
+    return views.find_incidents(
+        _redis(request),
+        camera=camera,
+        kind=kind,
+        status=status,
+        since=_timestamp(since),
+        until=_timestamp(until),
+        offset=offset,
+        limit=limit,
+    )
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return value.timestamp()
+    except (OverflowError, OSError, ValueError):  # years far outside what the platform's clock knows
+        raise HTTPException(422, "time out of range") from None
+
+
+@router.get("/incidents/{incident_id}", responses=ERRORS)
+def get_incident(request: Request, incident_id: IncidentId, _: Viewer) -> views.IncidentDetail:
+    """Everything about one incident: media links, announcements, timeline, audit trail."""
+    return views.detail(_record(request, incident_id))
+
+
+@router.get("/incidents/{incident_id}/clip", responses=ERRORS, response_class=FileResponse)
+def incident_clip(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
+    """The incident's MP4 clip; supports HTTP range requests (seeking in the browser)."""
+    rec = _record(request, incident_id)
+    if rec.get("media_expired"):
+        raise HTTPException(404, "file no longer available (expired or deleted)")
+    return FileResponse(
+        _media_file(request, rec.get("clip")),
+        media_type="video/mp4",
+        headers={"Cache-Control": "private, max-age=300"},
+    )
+
+
+@router.get("/incidents/{incident_id}/snapshot", responses=ERRORS, response_class=FileResponse)
+def incident_snapshot(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
+    """The incident's annotated JPEG snapshot."""
+    rec = _record(request, incident_id)
+    if rec.get("media_expired"):
+        raise HTTPException(404, "file no longer available (expired or deleted)")
+    return FileResponse(
+        _media_file(request, rec.get("snapshot")),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=300"},
+    )
+
+
+def _act(request: Request, incident_id: str, user: User, action: str, note: str | None) -> views.IncidentDetail:
+    """Apply a staff action atomically and append it to the record's audit trail."""
+    new_status = {"acknowledge": "acknowledged", "false_alarm": "false_alarm"}.get(action)
+    entry = {"user": user.name, "action": action, "at": views.now_iso(), "note": note or None}
+
+    def change(rec: dict[str, Any]) -> None:
+        if new_status is not None:
+            if rec.get("status") == new_status:
+                last = next((a for a in reversed(rec.get("audit") or []) if a.get("action") == action), None)
+                who = f" by {last['user']} at {last['at']}" if last else ""
+                raise HTTPException(409, f"already {new_status}{who}")
+            rec["status"] = new_status
+        rec.setdefault("audit", []).append(entry)
+
+    store = IncidentStore(_redis(request))
+    try:
+        store.update(incident_id, change, f"incident_{new_status or 'note'}")
+    except KeyError:
+        raise HTTPException(404, "no such incident") from None
+    log.info("%s: %s on incident %s", user.name, action, incident_id)
+    return views.detail(_record(request, incident_id))
+
+
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    403: {"description": "Role too low or CSRF token missing"},
+    409: {"description": "Already in that state"},
+}
+
+
+def _action_route(action: str, doc: str) -> Callable[..., views.IncidentDetail]:
+    def route(
+        request: Request, incident_id: IncidentId, user: Operator, body: NoteBody | None = None
+    ) -> views.IncidentDetail:
+        note = body.note if body else None
+        if action == "note" and not (note and note.strip()):
+            raise HTTPException(422, "a note needs text")
+        return _act(request, incident_id, user, action, note)
+
+    route.__doc__ = doc
+    route.__name__ = f"incident_{action}"
+    return route
+
+
+router.post("/incidents/{incident_id}/acknowledge", responses=WRITE_ERRORS)(
+    _action_route("acknowledge", "Operator: mark the incident as seen and handled (kept in the audit trail).")
+)
+router.post("/incidents/{incident_id}/false_alarm", responses=WRITE_ERRORS)(
+    _action_route("false_alarm", "Operator: mark the incident as a false alarm (kept in the audit trail).")
+)
+router.post("/incidents/{incident_id}/note", responses=WRITE_ERRORS)(
+    _action_route("note", "Operator: add a remark to the audit trail.")
+)
+
+
+@router.get(
+    "/events",
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+    response_class=StreamingResponse,
+)
+def events(request: Request, _: Viewer) -> StreamingResponse:
+    """Live updates as server-sent events: ``incident`` (opened/closed/acknowledged...) and ``camera`` changes.
+
+    Reconnecting browsers send ``Last-Event-ID`` and get the incident events they missed.
+    """
+    return StreamingResponse(
+        event_stream(request, _redis(request), _config(request), request.headers.get("last-event-id")),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,103 @@
+"""The web application: pages, JSON API, live events, /metrics and /healthz on one FastAPI app."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.config import LoadedConfig
+from monitor.web import account, api, pages
+from monitor.web.auth import Auth
+from monitor.web.metrics import EngineMetrics, MetricsExporter
+
+STATIC = Path(__file__).parent / "static"
+CSP = (
+    "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """Pure ASGI (not BaseHTTPMiddleware) so streamed clips and event streams pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += HEADERS
+                if not static and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    store_client: redis.Redis,
+    config: LoadedConfig | None,
+    *,
+    secret_key: str | None = None,
+    metrics: EngineMetrics | None = None,
+) -> FastAPI:
+    """The web app on ``store_client``'s Redis.
+
+    ``config`` supplies zones and the data directory (media outside it is never served); None is
+    allowed for a bare review instance. ``secret_key`` keys the session-token HMAC (default: one
+    stored in Redis, shared by every instance). ``metrics``: the running engine's counters.
+    """
+    app = FastAPI(
+        title="village-monitor",
+        summary="Live cameras, incident review and acknowledgement for a village monitoring center.",
+        version="0.1.0",
+        docs_url=None,  # Swagger UI loads scripts from a CDN: not in a closed control-room network
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.redis = store_client
+    app.state.config = config
+    app.state.auth = Auth(store_client, secret_key)
+    app.state.stopping = threading.Event()  # set on shutdown: event streams end instead of holding it up
+    exporter = MetricsExporter(store_client, config, metrics)
+
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "Redis unreachable"}})
+    def healthz() -> JSONResponse:
+        """Open liveness check: the server answers and reaches Redis."""
+        try:
+            store_client.ping()
+        except redis.RedisError:
+            return JSONResponse({"ok": False, "redis": False}, status_code=503)
+        return JSONResponse({"ok": True, "redis": True})
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus(_: Request) -> Response:
+        """Prometheus text format: per-camera fps, dropped frames, incidents by type, speaker failures."""
+        return Response(exporter.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.include_router(account.auth_router)
+    app.include_router(account.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,68 @@
+// Incident review: clip, snapshot, facts, timeline, audit trail; operators act, everyone sees changes live.
+"use strict";
+(async () => {
+  const { el } = VM;
+  const me = await VM.init();
+  const id = decodeURIComponent(location.pathname.split("/").pop());
+  const canAct = me.role === "operator" || me.role === "admin";
+  const error = document.getElementById("action-error");
+  let clipShown = null;
+
+  function render(inc) {
+    document.title = `${inc.camera} · ${VM.kindName(inc.kind)}`;
+    document.getElementById("inc-title").textContent = `${inc.camera}${inc.zone ? " / " + inc.zone : ""} · ${VM.kindName(inc.kind)}`;
+    const status = document.getElementById("inc-status");
+    status.textContent = VM.statusName(inc.status);
+    status.className = `status status-${inc.status}`;
+    status.dataset.status = inc.status;
+
+    const video = document.getElementById("clip");
+    const noClip = document.getElementById("no-clip");
+    video.hidden = !inc.clip_url;
+    noClip.hidden = !!inc.clip_url;
+    noClip.textContent = inc.media_expired ? "录像已过期删除 clip expired" : "录像尚未生成 no clip yet";
+    if (inc.clip_url && clipShown !== inc.clip_url) { video.src = inc.clip_url; clipShown = inc.clip_url; }
+    const snap = document.getElementById("snapshot");
+    snap.hidden = !inc.snapshot_url;
+    if (inc.snapshot_url && snap.getAttribute("src") !== inc.snapshot_url) snap.src = inc.snapshot_url;
+
+    const facts = [["开始 Opened", VM.time(inc.opened_at)], ["结束 Closed", VM.time(inc.closed_at) || "进行中 ongoing"],
+      ["时长 Duration", VM.duration(inc.duration_s)], ["峰值人数 Peak", inc.peak_count], ["规则 Rule", inc.rule],
+      ["编号 ID", inc.id]];
+    document.getElementById("inc-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+
+    document.getElementById("actions").hidden = !canAct;
+    document.getElementById("ack").disabled = inc.status === "acknowledged";
+    document.getElementById("false-alarm").disabled = inc.status === "false_alarm";
+
+    document.getElementById("timeline").replaceChildren(...inc.timeline.map((t) =>
+      el("li", { class: t.ok === false ? "bad" : "" }, el("time", {}, VM.time(t.at)), " ", t.what)));
+    const audit = document.querySelector("#audit tbody");
+    audit.replaceChildren(...inc.audit.map((a) =>
+      el("tr", {}, el("td", {}, VM.time(a.at)), el("td", {}, a.user), el("td", {}, a.action), el("td", {}, a.note || ""))));
+    if (!inc.audit.length) audit.append(el("tr", {}, el("td", { class: "muted" }, "暂无 none yet")));
+  }
+
+  async function act(action, note) {
+    error.textContent = "";
+    try {
+      render(await VM.api(`/api/incidents/${encodeURIComponent(id)}/${action}`,
+        { method: "POST", body: JSON.stringify({ note: note || null }) }));
+      return true;
+    } catch (e) {
+      error.textContent = e.message;
+      return false;
+    }
+  }
+
+  document.getElementById("ack").addEventListener("click", () => act("acknowledge"));
+  document.getElementById("false-alarm").addEventListener("click", () => act("false_alarm"));
+  document.getElementById("note-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const note = document.getElementById("note");
+    if (note.value.trim() && await act("note", note.value.trim())) note.value = "";
+  });
+
+  render(await VM.api(`/api/incidents/${encodeURIComponent(id)}`));
+  VM.events({ incident: async (e) => { if (e.id === id) render(await VM.api(`/api/incidents/${encodeURIComponent(id)}`)); } });
+})();

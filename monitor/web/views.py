@@ -1,0 +1,357 @@
+"""What the web side shows, read from Redis and shaped for the page: no paths, no credentials.
+
+Records keep absolute media paths and may carry URLs with passwords in error texts; nothing here
+returns either. Media is referenced by incident id (``/api/incidents/<id>/clip``) only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from pydantic import BaseModel, Field
+
+from monitor.config import LoadedConfig
+from monitor.redact import SECRET_FIELDS
+from monitor.store.incidents import CAMERAS, INDEX, camera_key, incident_key, iso
+
+STATUSES = ("open", "closed", "acknowledged", "false_alarm")
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+RECENT_FOR_OPEN = 500  # open incidents are looked for among this many newest ones
+SCAN_CHUNK = 200
+
+
+def scrub(text: str) -> str:
+    """Remove ``user:password@`` from every URL inside a free text (error messages quote URLs)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def scrub_any(value: Any) -> Any:
+    """``scrub`` through nested JSON, masking values of secret-named keys."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [scrub_any(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): "***" if str(k).lower() in SECRET_FIELDS else scrub_any(v) for k, v in value.items()}
+    return value
+
+
+def text(value: Any) -> str:
+    """Redis value as text whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Zone(BaseModel):
+    """A configured zone, to draw over the camera image."""
+
+    name: str
+    points: list[tuple[float, float]] = Field(description="Polygon corners.")
+    relative: bool = Field(description="True: fractions of the image size; False: pixels.")
+
+
+class CameraStatus(BaseModel):
+    """Live state of one camera as the engine last published it."""
+
+    name: str
+    reporting: bool = Field(description="False when no engine has published this camera's status recently.")
+    online: bool
+    people: int
+    zones: dict[str, int] = Field(description="People per zone.")
+    input_fps: float
+    detect_fps: float
+    dropped: int
+    reconnects: int
+    last_frame_at: str | None
+    last_error: str
+    width: int
+    height: int
+    url: str = Field(description="Source URL with credentials removed.")
+    updated_at: str | None
+    snapshot_url: str | None = Field(description="Latest annotated live image, when there is one.")
+    open_incidents: int
+
+
+class CameraDetail(CameraStatus):
+    """A camera with its configured zones."""
+
+    zone_shapes: list[Zone]
+
+
+class Announcement(BaseModel):
+    """One playback attempt on a speaker."""
+
+    speaker: str
+    started_at: str | None
+    ended_at: str | None
+    ok: bool
+    error: str | None
+
+
+class AuditEntry(BaseModel):
+    """Who did what to an incident, and when."""
+
+    user: str
+    action: str
+    at: str
+    note: str | None
+
+
+class TimelineEntry(BaseModel):
+    """One moment in an incident's life, in time order."""
+
+    at: str
+    what: str
+    ok: bool | None = None
+
+
+class IncidentSummary(BaseModel):
+    """An incident as a row of the list."""
+
+    id: str
+    kind: str
+    rule: str
+    camera: str
+    zone: str | None
+    status: str
+    opened_at: str | None
+    closed_at: str | None
+    duration_s: float | None = Field(description="Closed incidents: seconds open; open ones: None.")
+    peak_count: int
+    has_clip: bool
+    has_snapshot: bool
+    media_expired: bool
+    clip_url: str | None
+    snapshot_url: str | None
+    announcements_ok: int
+    announcements_failed: int
+
+
+class IncidentDetail(IncidentSummary):
+    """An incident with everything the review page shows."""
+
+    announcements: list[Announcement]
+    audit: list[AuditEntry]
+    timeline: list[TimelineEntry]
+    details: dict[str, Any]
+
+
+class IncidentPage(BaseModel):
+    """One page of the incident list; ``next_offset`` is None on the last page."""
+
+    items: list[IncidentSummary]
+    offset: int
+    next_offset: int | None
+
+
+def _num(data: dict[str, str], key: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(float(data.get(key) or 0))
+    except ValueError:
+        return kind(0)
+
+
+def camera_names(client: redis.Redis, config: LoadedConfig | None) -> list[str]:
+    """Cameras known to the engine or the config, sorted."""
+    names = {text(n) for n in client.smembers(CAMERAS)}
+    if config is not None:
+        names.update(config.config.cameras)
+    return sorted(names)
+
+
+def open_counts(client: redis.Redis) -> dict[str, int]:
+    """Open (not yet closed, not dismissed) incidents per camera among the recent ones."""
+    counts: dict[str, int] = {}
+    for rec in records(client, [text(i) for i in client.zrevrange(INDEX, 0, RECENT_FOR_OPEN - 1)]):
+        if rec.get("status") == "open":
+            counts[rec["camera"]] = counts.get(rec["camera"], 0) + 1
+    return counts
+
+
+def camera_statuses(
+    client: redis.Redis, config: LoadedConfig | None, names: list[str] | None = None
+) -> list[CameraStatus]:
+    """Live state of the given (default: all) cameras in one round trip."""
+    names = camera_names(client, config) if names is None else names
+    pipe = client.pipeline()
+    for name in names:
+        pipe.hgetall(camera_key(name))
+    hashes = pipe.execute()
+    opened = open_counts(client)
+    out = []
+    for name, raw in zip(names, hashes, strict=True):
+        data = {text(k): text(v) for k, v in raw.items()}
+        conf_url = config.config.cameras[name].url if config and name in config.config.cameras else ""
+        try:
+            zones = {str(k): int(v) for k, v in json.loads(data.get("zones") or "{}").items()}
+        except (ValueError, TypeError, AttributeError):
+            zones = {}
+        last_ts = _num(data, "last_frame_ts", float)
+        updated = _num(data, "updated_ts", float)
+        out.append(
+            CameraStatus(
+                name=name,
+                reporting=bool(data),
+                online=bool(data) and data.get("online") == "1",
+                people=_num(data, "people", int),
+                zones=zones,
+                input_fps=_num(data, "input_fps", float),
+                detect_fps=_num(data, "detect_fps", float),
+                dropped=_num(data, "dropped", int),
+                reconnects=_num(data, "reconnects", int),
+                last_frame_at=iso(last_ts) if last_ts else None,
+                last_error=scrub(data.get("last_error", "")),
+                width=_num(data, "width", int),
+                height=_num(data, "height", int),
+                url=scrub(data.get("url") or conf_url),
+                updated_at=iso(updated) if updated else None,
+                snapshot_url=f"/api/cameras/{quote(name, safe='')}/snapshot?t={updated:.0f}"
+                if data.get("snapshot")
+                else None,
+                open_incidents=opened.get(name, 0),
+            )
+        )
+    return out
+
+
+def camera_detail(client: redis.Redis, config: LoadedConfig | None, name: str) -> CameraDetail | None:
+    """One camera's state and zones, or None for an unknown camera."""
+    if name not in camera_names(client, config):
+        return None
+    status = camera_statuses(client, config, [name])[0]
+    cam = config.config.cameras.get(name) if config else None
+    shapes = [Zone(name=z, points=list(c.points), relative=c.relative) for z, c in (cam.zones if cam else {}).items()]
+    return CameraDetail(**status.model_dump(), zone_shapes=shapes)
+
+
+def records(client: redis.Redis, ids: list[str]) -> Iterator[dict[str, Any]]:
+    """Incident records for ids, fetched in chunks (missing ones skipped)."""
+    for start in range(0, len(ids), SCAN_CHUNK):
+        chunk = ids[start : start + SCAN_CHUNK]
+        for raw in client.mget([incident_key(i) for i in chunk]) if chunk else []:
+            if raw is not None:
+                yield dict(json.loads(raw))
+
+
+def _media_url(rec: dict[str, Any], kind: str) -> str | None:
+    return f"/api/incidents/{rec['id']}/{kind}" if rec.get(kind) and not rec.get("media_expired") else None
+
+
+def summary(rec: dict[str, Any]) -> IncidentSummary:
+    """The list row of a record."""
+    anns = rec.get("announcements") or []
+    opened, closed = rec.get("opened_ts"), rec.get("closed_ts")
+    clip, snap = _media_url(rec, "clip"), _media_url(rec, "snapshot")
+    return IncidentSummary(
+        id=rec["id"],
+        kind=rec.get("kind", ""),
+        rule=scrub(rec.get("rule", "")),
+        camera=rec.get("camera", ""),
+        zone=rec.get("zone"),
+        status=rec.get("status", "open"),
+        opened_at=rec.get("opened_at"),
+        closed_at=rec.get("closed_at"),
+        duration_s=round(closed - opened, 1) if opened is not None and closed is not None else None,
+        peak_count=int(rec.get("peak_count") or 0),
+        has_clip=clip is not None,
+        has_snapshot=snap is not None,
+        media_expired=bool(rec.get("media_expired")),
+        clip_url=clip,
+        snapshot_url=snap,
+        announcements_ok=sum(1 for a in anns if a.get("ok")),
+        announcements_failed=sum(1 for a in anns if not a.get("ok")),
+    )
+
+
+def detail(rec: dict[str, Any]) -> IncidentDetail:
+    """The review page's view of a record, with a merged timeline."""
+    anns = [
+        Announcement(
+            speaker=str(a.get("speaker", "")),
+            started_at=a.get("started_at"),
+            ended_at=a.get("ended_at"),
+            ok=bool(a.get("ok")),
+            error=scrub(a["error"]) if a.get("error") else None,
+        )
+        for a in rec.get("announcements") or []
+    ]
+    audit = [
+        AuditEntry(user=a["user"], action=a["action"], at=a["at"], note=a.get("note")) for a in rec.get("audit") or []
+    ]
+    timeline = [TimelineEntry(at=rec["opened_at"], what=f"opened ({rec.get('peak_count', 0)} people)")]
+    timeline += [
+        TimelineEntry(
+            at=a.started_at, what=f"announcement on {a.speaker}" + (f": {a.error}" if a.error else ""), ok=a.ok
+        )
+        for a in anns
+        if a.started_at
+    ]
+    if rec.get("closed_at"):
+        timeline.append(TimelineEntry(at=rec["closed_at"], what=f"closed (peak {rec.get('peak_count', 0)})"))
+    timeline += [
+        TimelineEntry(at=a.at, what=f"{a.action} by {a.user}" + (f": {a.note}" if a.note else "")) for a in audit
+    ]
+    timeline.sort(key=lambda t: _sort_key(t.at))
+    return IncidentDetail(
+        **summary(rec).model_dump(),
+        announcements=anns,
+        audit=audit,
+        timeline=timeline,
+        details=scrub_any(rec.get("details") or {}),
+    )
+
+
+def _sort_key(at: str) -> float:
+    try:
+        return datetime.fromisoformat(at).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def find_incidents(
+    client: redis.Redis,
+    *,
+    camera: str | None,
+    kind: str | None,
+    status: str | None,
+    since: float | None,
+    until: float | None,
+    offset: int,
+    limit: int,
+) -> IncidentPage:
+    """Newest first within the time range, filtered, one page (scans the index in chunks)."""
+    items: list[IncidentSummary] = []
+    skipped = 0
+    more = False
+    start = 0
+    hi = "+inf" if until is None else until
+    lo = "-inf" if since is None else since
+    while not more:
+        ids = [text(i) for i in client.zrevrangebyscore(INDEX, hi, lo, start=start, num=SCAN_CHUNK)]
+        if not ids:
+            break
+        start += len(ids)
+        for rec in records(client, ids):
+            if (camera and rec.get("camera") != camera) or (kind and rec.get("kind") != kind):
+                continue
+            if status and rec.get("status", "open") != status:
+                continue
+            if skipped < offset:
+                skipped += 1
+            elif len(items) < limit:
+                items.append(summary(rec))
+            else:
+                more = True
+                break
+    return IncidentPage(items=items, offset=offset, next_offset=offset + limit if more else None)
+
+
+def now_iso() -> str:
+    """The current time in the records' format."""
+    return iso(time.time()) or ""

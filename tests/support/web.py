@@ -1,0 +1,156 @@
+"""Web tests' world: real media cut with ffmpeg, a config, incidents and camera status seeded in Redis, a server."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import yaml
+
+from monitor.config import LoadedConfig, load_config
+from monitor.store.incidents import IncidentStore
+from monitor.types import PlaybackResult
+from monitor.web.app import create_app
+from monitor.web.auth import Auth
+from monitor.web.metrics import EngineMetrics
+from monitor.web.server import WebServer
+
+SECRET = "S3cretPa55"  # appears in the config, the status hash and records: must never reach a response
+PASSWORDS = {"admin": "admin-pass-1", "oper": "oper-pass-1", "view": "view-pass-1"}
+ROLES = {"admin": "admin", "oper": "operator", "view": "viewer"}
+
+
+def make_media(square_mp4: Path, data_dir: Path) -> dict[str, Path]:
+    """A 4 s H.264 faststart clip, an incident snapshot and a live snapshot, cut from the sample video."""
+    ffmpeg = shutil.which("ffmpeg") or pytest.skip("apt-get install ffmpeg")
+    for sub in ("clips", "snapshots", "live"):
+        (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    out = {
+        "clip": data_dir / "clips" / "a.mp4",
+        "clip_b": data_dir / "clips" / "b.mp4",
+        "snapshot": data_dir / "snapshots" / "a.jpg",
+        "live": data_dir / "live" / "gate.jpg",
+    }
+    run = ["-y", "-v", "error", "-i", str(square_mp4)]
+    subprocess.run([ffmpeg, *run, "-t", "4", "-c:v", "copy", "-an", "-movflags", "+faststart", out["clip"]], check=True)
+    subprocess.run([ffmpeg, *run, "-ss", "4", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-an",
+                    "-movflags", "+faststart", out["clip_b"]], check=True)  # fmt: skip
+    subprocess.run([ffmpeg, *run, "-ss", "1", "-frames:v", "1", "-q:v", "4", out["snapshot"]], check=True)
+    subprocess.run([ffmpeg, *run, "-ss", "2", "-frames:v", "1", "-q:v", "6", out["live"]], check=True)
+    return out
+
+
+def write_config(path: Path, data_dir: Path) -> LoadedConfig:
+    """A two-camera config (one with an RTSP password) whose data directory holds the media."""
+    data = {
+        "data_dir": str(data_dir),
+        "cameras": {
+            "gate": {
+                "url": f"rtsp://admin:{SECRET}@10.0.0.5:554/stream1",
+                "zones": {"门口": {"points": [[0.1, 0.5], [0.6, 0.5], [0.6, 0.95], [0.1, 0.95]]}},
+            },
+            "square": {"url": "rtsp://10.0.0.6/live", "zones": {"px": {"points": [[10, 10], [300, 10], [300, 200]]}}},
+        },
+    }
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return load_config(path)
+
+
+def publish_camera(client: redis.Redis, name: str, live: Path | None, *, online: bool = True, people: int = 3) -> None:
+    """What the engine publishes for a camera every few seconds."""
+    IncidentStore(client).publish_camera_status(
+        name,
+        {
+            "online": int(online),
+            "people": people,
+            "zones": '{"门口": 2}',
+            "input_fps": 10.0,
+            "detect_fps": 2.0,
+            "dropped": 4,
+            "reconnects": 1,
+            "last_frame_ts": time.time(),
+            "last_error": "" if online else f"cannot open rtsp://admin:{SECRET}@10.0.0.5:554/stream1: timeout",
+            "width": 768,
+            "height": 576,
+            "snapshot": str(live) if live else "",
+            "url": "rtsp://***@10.0.0.5:554/stream1",
+            "updated_ts": time.time(),
+        },
+        ttl_s=600,
+    )
+
+
+def seed_incident(
+    client: redis.Redis,
+    *,
+    camera: str = "gate",
+    kind: str = "gathering",
+    ts: float | None = None,
+    clip: Path | None = None,
+    snapshot: Path | None = None,
+    close: bool = True,
+    failed_speaker: bool = False,
+) -> str:
+    """An incident as the engine records it: opened, media attached, announced, closed."""
+    store = IncidentStore(client)
+    ts = time.time() - 60 if ts is None else ts
+    rec = store.open(
+        kind=kind, rule=f"{kind}/{camera}/门口", camera=camera, zone="门口", ts=ts, count=5,
+        details={"min_people": 4, "password": SECRET},
+    )  # fmt: skip
+    store.set_media(rec["id"], clip=str(clip) if clip else None, snapshot=str(snapshot) if snapshot else None)
+    store.add_announcement(rec["id"], PlaybackResult("horn1", ts + 1, ts + 4, True))
+    if failed_speaker:
+        error = f"HTTP 401 from http://root:{SECRET}@10.0.0.9/axis-cgi/audio/transmit.cgi"
+        store.add_announcement(rec["id"], PlaybackResult("horn2", ts + 1, ts + 2, False, error))
+    if close:
+        store.close(rec["id"], ts + 30, 7)
+    return str(rec["id"])
+
+
+@dataclass
+class Site:
+    """A running web server on a seeded Redis."""
+
+    url: str
+    client: redis.Redis
+    config: LoadedConfig
+    media: dict[str, Path]
+    metrics: EngineMetrics
+
+    def login(self, user: str, password: str | None = None) -> httpx.Client:
+        """An HTTP client holding ``user``'s session cookie, sending their CSRF token on writes."""
+        http = httpx.Client(base_url=self.url, timeout=10)
+        res = http.post("/auth/login", json={"username": user, "password": password or PASSWORDS[user]})
+        assert res.status_code == 200, res.text
+        http.headers["X-CSRF-Token"] = res.json()["csrf_token"]
+        return http
+
+    def anonymous(self) -> httpx.Client:
+        """An HTTP client without a session."""
+        return httpx.Client(base_url=self.url, timeout=10)
+
+
+@contextmanager
+def running_site(redis_url: str, config: LoadedConfig, media: dict[str, Path]) -> Iterator[Site]:
+    """Users admin/oper/view, camera 'gate' live, and the web server on a free port."""
+    client = redis.Redis.from_url(redis_url)
+    auth = Auth(client)
+    for name, role in ROLES.items():
+        auth.add_user(name, role, PASSWORDS[name])
+    publish_camera(client, "gate", media["live"])
+    metrics = EngineMetrics()
+    server = WebServer(create_app(client, config, metrics=metrics), port=0).start()
+    try:
+        yield Site(server.url, client, config, media, metrics)
+    finally:
+        server.stop()
+        client.close()

@@ -1,0 +1,125 @@
+"""The control room's page in headless Chromium (Debian's, driven by Playwright): see, review, acknowledge."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.web import Site, make_media, publish_camera, running_site, seed_incident, write_config
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def site(redis_url: str, tmp_path: Path, square_mp4: Path) -> Iterator[Site]:
+    """A running web page with a real clip, snapshot and live image from the sample video."""
+    media = make_media(square_mp4, tmp_path / "data")
+    config = write_config(tmp_path / "streams.yaml", tmp_path / "data")
+    with running_site(redis_url, config, media) as running:
+        yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium (no Playwright browser download)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _login(browser: Any, site: Site, user: str, password: str, path: str = "/") -> Any:
+    page = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    page.set_default_timeout(10_000)
+    page.goto(site.url + path)
+    assert "/login" in page.url  # not logged in yet: sent to the login page
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-button")
+    page.wait_for_url(site.url + path)
+    return page
+
+
+def _until(page: Any, script: str, arg: Any = None, timeout: float = 10.0) -> None:
+    """Poll a JS expression (page.evaluate goes around the page's strict CSP; wait_for_function does not)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script, arg):
+        assert time.monotonic() < deadline, f"timed out waiting for {script}"
+        time.sleep(0.1)
+
+
+def test_operator_reviews_and_acknowledges_viewer_cannot(site: Site, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    incident = seed_incident(site.client, clip=site.media["clip"], snapshot=site.media["snapshot"], close=False)
+    viewer = _login(browser, site, "view", "view-pass-1", "/incidents")
+    viewer_row = viewer.locator(f'tr[data-id="{incident}"]')
+    expect(viewer_row).to_have_attribute("data-status", "open")
+
+    page = _login(browser, site, "oper", "oper-pass-1")
+    card = page.locator('[data-camera="gate"]')
+    expect(card.locator(".people-count")).to_have_text("3")
+    expect(card).to_have_class(re.compile(r"\balert\b"))  # an open incident on this camera
+    _until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
+    publish_camera(site.client, "gate", site.media["live"], people=6)  # the engine's next status, pushed live
+    expect(card.locator(".people-count")).to_have_text("6")
+    page.screenshot(path=str(tmp_path / "dashboard.png"))
+
+    card.click()  # the camera page: its zone drawn over the live image
+    page.wait_for_url(f"{site.url}/cameras/gate")
+    expect(page.locator('#zones polygon[data-zone="门口"]')).to_have_count(1)
+    expect(page.locator("#zones text")).to_have_text("门口: 2")
+    _until(page, "document.getElementById('live-image').naturalWidth === 768")
+    page.screenshot(path=str(tmp_path / "camera.png"))
+
+    page.click("text=事件 Incidents")
+    page.click(f'tr[data-id="{incident}"] a.open-link')
+    page.wait_for_url(f"{site.url}/incidents/{incident}")
+    expect(page.locator("#inc-status")).to_have_attribute("data-status", "open")
+    _until(page, "document.getElementById('snapshot').naturalWidth > 0")
+    page.evaluate("document.getElementById('clip').play()")
+    _until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
+    assert page.evaluate("document.getElementById('clip').videoWidth") == 768
+
+    page.click("#ack")
+    expect(page.locator("#inc-status")).to_have_attribute("data-status", "acknowledged")
+    expect(page.locator("#audit")).to_contain_text("acknowledge")
+    page.screenshot(path=str(tmp_path / "incident.png"))
+    page.click("text=事件 Incidents")
+    row = page.locator(f'tr[data-id="{incident}"]')
+    expect(row).to_have_attribute("data-status", "acknowledged")
+    expect(row.locator(".status-cell")).to_contain_text("已确认")
+
+    # the viewer's list changed without a reload, and the viewer has no way to act
+    expect(viewer_row).to_have_attribute("data-status", "acknowledged")
+    viewer.click(f'tr[data-id="{incident}"] a.open-link')
+    expect(viewer.locator("#inc-status")).to_have_attribute("data-status", "acknowledged")
+    expect(viewer.locator("#ack")).to_be_hidden()
+    expect(viewer.locator("#false-alarm")).to_be_hidden()
+    refused = viewer.evaluate(
+        """async (id) => (await fetch(`/api/incidents/${id}/false_alarm`, {method: "POST",
+             headers: {"X-CSRF-Token": (await (await fetch("/api/me")).json()).csrf_token}})).status""",
+        incident,
+    )
+    assert refused == 403
