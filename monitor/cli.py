@@ -10,9 +10,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from monitor.config import ConfigError, LoadedConfig, check_files, load_config
 from monitor.redact import redact_fields
+
+if TYPE_CHECKING:
+    from monitor.engine import Engine
+    from monitor.web.metrics import EngineMetrics
+    from monitor.web.server import WebServer
 
 log = logging.getLogger("monitor")
 
@@ -38,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: streams.yaml)")
         return p
 
-    run = command("run", "run the engine on the configured cameras")
+    run = command("run", "run the engine on the configured cameras (and serve the web page)")
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    run.add_argument("--no-web", action="store_true", help="do not serve the web page")
     run.set_defaults(func=cmd_run)
     check = command("check", "validate the config and the files it names; exit 1 on any problem")
     check.set_defaults(func=cmd_check)
@@ -63,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--port", type=int, default=5004)
     listen.add_argument("--out", default="horn", help="directory for the WAV files")
     listen.set_defaults(func=cmd_speaker_listen)
+    from monitor.web.cli import register as register_web
+
+    register_web(sub)  # user add, serve
     return parser
 
 
@@ -116,8 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     from monitor.engine import Engine
+    from monitor.web.metrics import EngineMetrics
 
-    engine = Engine(loaded)
+    metrics = EngineMetrics()
+    engine = Engine(loaded, metrics=metrics)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("%s: stopping (finishing clips, saving incidents)", signal.Signals(signum).name)
@@ -128,8 +140,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info(
         "village-monitor: %d camera(s) from %s, data in %s", len(loaded.config.cameras), loaded.path, loaded.data_dir
     )
-    engine.run(args.duration)
+    engine.start()
+    server = None if args.no_web else _start_web(engine, metrics)
+    try:
+        engine.run(args.duration, started=True)
+    finally:
+        if server is not None:
+            server.stop()
     return 0
+
+
+def _start_web(engine: Engine, metrics: EngineMetrics) -> WebServer | None:
+    """Serve the web page from the engine's process (it shares Redis and the metrics)."""
+    from monitor.web.app import create_app
+    from monitor.web.server import WebServer
+
+    assert engine.store is not None
+    web = engine.loaded.config.web
+    try:
+        server = WebServer(create_app(engine.store.r, engine.loaded, metrics=metrics), web.host, web.port).start()
+    except (OSError, RuntimeError) as exc:  # a busy port must not stop the cameras
+        log.error("web page not served on %s:%d: %s", web.host, web.port, exc)
+        return None
+    log.info("web page: %s", server.url)
+    return server
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:

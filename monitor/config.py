@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from detectors.config import DetectorConfig
 from monitor.actions.notify_config import NotifierConfig
+from monitor.ingest.sampler import SamplingMode
 from monitor.rules.models import GatheringRuleConfig, RuleConfig, ZoneFilterConfig
 from monitor.store.retention import RetentionConfig
+from monitor.web.config import WebConfig
 from monitor.yamlmarks import Mark, Path_, YamlSyntaxError, load_with_marks, nearest_mark
 from speakers.config import SpeakerConfig
 
@@ -68,10 +70,34 @@ def _optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
 DetectorOverride = _optional_fields(DetectorConfig, "DetectorOverride")
 
 
+def file_path(url: str, base_dir: Path) -> Path | None:
+    """The video file a source URL names (relative to the config), or None for a network stream."""
+    if URL_SCHEME.match(url) and not url.startswith("file://"):
+        return None
+    path = Path(url.removeprefix("file://"))
+    return path if path.is_absolute() else base_dir / path
+
+
+class InputsConfig(_Model):
+    """Two streams of one camera, as real deployments have: a small one to detect on, a full one to record."""
+
+    detect: str = Field(description="Low-resolution substream for detection (rtsp:// or file).")
+    record: str = Field(description="Full-resolution stream whose packets make the incident clips.")
+
+
 class CameraConfig(_Model):
     """One camera: where its video comes from, its zones and the speakers near it."""
 
-    url: str = Field(description="rtsp:// URL, or a video file (relative to streams.yaml) that loops like a camera.")
+    url: str | None = Field(
+        None, description="rtsp:// URL, or a video file (relative to streams.yaml) that loops like a camera."
+    )
+    inputs: InputsConfig | None = Field(None, description="Separate detect and record streams (instead of url).")
+    sampling: SamplingMode = Field(
+        "auto", description="auto: decode keyframes only when they come often enough for detect_fps; or keyframes|all."
+    )
+    motion_gate: bool = Field(
+        False, description="Reuse the last detections while the (downscaled) picture has not changed."
+    )
     detect_fps: float = Field(2.0, gt=0, le=30, description="Frames per second sampled for person detection.")
     zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")
     speakers: list[str] = Field(default_factory=list, description="Speakers that announcements for this camera use.")
@@ -98,13 +124,21 @@ class CameraConfig(_Model):
             raise ValueError(details) from None
         return value
 
-    def source_path(self, base_dir: Path) -> Path | None:
-        """The video file this camera plays, or None for a network stream."""
-        if URL_SCHEME.match(self.url) and not self.url.startswith("file://"):
-            return None
-        raw = self.url.removeprefix("file://")
-        path = Path(raw)
-        return path if path.is_absolute() else base_dir / path
+    @model_validator(mode="after")
+    def _one_source(self) -> CameraConfig:
+        if (self.url is None) == (self.inputs is None):
+            raise ValueError("a camera needs either url or inputs: {detect: URL, record: URL}")
+        return self
+
+    @property
+    def detect_url(self) -> str:
+        """The stream detection runs on."""
+        return self.inputs.detect if self.inputs else str(self.url)
+
+    @property
+    def record_url(self) -> str:
+        """The stream clips are cut from (the same one when the camera has a single input)."""
+        return self.inputs.record if self.inputs else str(self.url)
 
 
 class ClipConfig(_Model):
@@ -129,6 +163,7 @@ class Config(_Model):
     )
     speaker_health_interval_s: float = Field(60.0, gt=0, description="Seconds between speaker health checks.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that turn observations into incidents.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The monitoring center's web page.")
     notify: list[NotifierConfig] = Field(
         default_factory=list, description="Where incident open/close messages go (webhook, DingTalk, WeCom)."
     )
@@ -361,9 +396,15 @@ def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem
         problems.append(ConfigProblem(str(loaded.path), loc, message, nearest_mark(loaded.marks, loc)))
 
     for cam_name, cam in loaded.config.cameras.items():
-        source = cam.source_path(loaded.base_dir)
-        if source is not None and not source.is_file():
-            add(("cameras", cam_name, "url"), f"video file not found: {source}")
+        urls = (
+            {"url": cam.url}
+            if cam.inputs is None
+            else {"inputs.detect": cam.inputs.detect, "inputs.record": cam.inputs.record}
+        )
+        for key, url in urls.items():
+            source = file_path(str(url), loaded.base_dir)
+            if source is not None and not source.is_file():
+                add(("cameras", cam_name, *key.split(".")), f"video file not found: {source}")
     for i, rule in enumerate(loaded.config.rules):
         for key in ("announcement", "chime"):
             name = getattr(rule, key)

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import redis
 
 from detectors import Detector, DetectorConfig, create_detector
@@ -22,9 +24,10 @@ from monitor.actions.announce import Announcer
 from monitor.actions.notify import Notifier
 from monitor.actions.snapshot import annotate, write_jpeg
 from monitor.analyze.filters import DetectionFilter, count_zones_filtered
+from monitor.analyze.motion import changed, thumbnail
 from monitor.analyze.tracking import PersonTracker
 from monitor.analyze.zones import Polygon, to_pixels
-from monitor.config import CameraConfig, LoadedConfig
+from monitor.config import CameraConfig, LoadedConfig, file_path
 from monitor.ingest.clips import ClipRequest, ClipResult
 from monitor.ingest.worker import Source, StreamWorker, WorkerStatus
 from monitor.rules.models import GatheringRuleConfig, RuleConfig
@@ -35,6 +38,7 @@ from monitor.store.embedded import EmbeddedRedis, connect
 from monitor.store.incidents import IncidentStore, iso
 from monitor.store.retention import RetentionWorker
 from monitor.types import Detections, Frame, Observation, PlaybackResult
+from monitor.web.metrics import EngineMetrics
 from speakers.health import HealthMonitor
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,8 @@ class CameraRuntime:
 
     name: str
     config: CameraConfig
-    worker: StreamWorker
+    worker: StreamWorker  # detection input
+    recorder: StreamWorker  # clip input (the same worker for a single-input camera)
     rules: list[ActiveRule] = field(default_factory=list)
     polygons: dict[str, Polygon] = field(default_factory=dict)
     filters: dict[str, DetectionFilter] = field(default_factory=dict)
@@ -78,6 +83,7 @@ class CameraRuntime:
     offline: OfflineState | None = None
     offline_incident: str | None = None
     detector: Detector | None = None
+    motion_thumb: npt.NDArray[np.uint8] | None = None
 
     def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
         """Zones in pixels for this frame size (recomputed only when the size changes)."""
@@ -88,30 +94,56 @@ class CameraRuntime:
         return self.polygons
 
 
-def make_source(loaded: LoadedConfig, cam: CameraConfig) -> Source:
+def make_source(loaded: LoadedConfig, cam: CameraConfig, url: str) -> Source:
     """Where a camera's video comes from, with file paths resolved against the config file."""
-    path = cam.source_path(loaded.base_dir)
-    url = str(path) if path is not None else cam.url
+    path = file_path(url, loaded.base_dir)
     return Source(
-        url, path is not None, cam.speed, cam.loop, cam.open_timeout_s, cam.read_timeout_s, cam.reconnect_max_s
+        str(path) if path is not None else url,
+        path is not None,
+        cam.speed,
+        cam.loop,
+        cam.open_timeout_s,
+        cam.read_timeout_s,
+        cam.reconnect_max_s,
     )
+
+
+def make_workers(loaded: LoadedConfig, name: str, ring_s: float) -> tuple[StreamWorker, StreamWorker]:
+    """The detect worker and the record worker of a camera (the same one for a single input)."""
+    cam = loaded.config.cameras[name]
+    settings = loaded.detector_for(name)
+    # convert straight to the detector's input size, unless tiles need the full picture
+    max_side = None if getattr(settings, "tiles", None) else settings.imgsz
+    detect = StreamWorker(
+        name,
+        make_source(loaded, cam, cam.detect_url),
+        cam.detect_fps,
+        ring_s if cam.inputs is None else 0.0,
+        sampling=cam.sampling,
+        max_side=max_side,
+    )
+    if cam.inputs is None:
+        return detect, detect
+    return detect, StreamWorker(f"{name}/record", make_source(loaded, cam, cam.record_url), None, ring_s)
 
 
 class Engine:
     """Owns every stage for one config; ``run`` blocks until stopped or the duration is over."""
 
-    def __init__(self, loaded: LoadedConfig, detector: Detector | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, detector: Detector | None = None, metrics: EngineMetrics | None = None
+    ) -> None:
         self.loaded = loaded
         cfg = loaded.config
         self.data_dir = loaded.data_dir
         self.stop_event = threading.Event()
         self.embedded: EmbeddedRedis | None = None
         self._detector = detector  # given: used for every camera (tests); else built from the config
+        self.metrics = metrics
         self._detectors: dict[DetectorConfig, Detector] = {}
         ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
         self.cameras = {
-            name: CameraRuntime(name, cam, StreamWorker(name, make_source(loaded, cam), cam.detect_fps, ring_s))
-            for name, cam in cfg.cameras.items()
+            name: CameraRuntime(name, cam, *make_workers(loaded, name, ring_s)) for name, cam in cfg.cameras.items()
         }
         for rule in cfg.rules:
             self.cameras[rule.camera].rules.append(ActiveRule(build_runtime(rule)))
@@ -144,12 +176,16 @@ class Engine:
         for cam in self.cameras.values():
             cam.offline = OfflineState(cam.config.offline_after_s, now)
             cam.worker.start()
+            if cam.recorder is not cam.worker:
+                cam.recorder.start()
 
     def stop(self) -> None:
         """Stop reading, finish clips and announcements, close open incidents, flush Redis."""
         self.stop_event.set()
         for cam in self.cameras.values():
             cam.worker.stop()
+            if cam.recorder is not cam.worker:
+                cam.recorder.stop()
         if self.speaker_health is not None:
             self.speaker_health.close()
         if self.retention is not None:
@@ -170,9 +206,10 @@ class Engine:
         if self.embedded is not None:
             self.embedded.stop()
 
-    def run(self, duration_s: float | None = None) -> None:
-        """Start, detect until stopped (or ``duration_s`` passed), then stop cleanly."""
-        self.start()
+    def run(self, duration_s: float | None = None, started: bool = False) -> None:
+        """Start (unless ``started``), detect until stopped (or ``duration_s`` passed), then stop cleanly."""
+        if not started:
+            self.start()
         deadline = None if duration_s is None else time.monotonic() + duration_s
         next_status = time.monotonic() + self.loaded.config.status_interval_s
         next_health = time.monotonic()
@@ -194,17 +231,30 @@ class Engine:
 
     # -- the detection loop --------------------------------------------------------------------
     def detect_once(self) -> bool:
-        """Run the detector on every camera's newest unseen frame; False when there was none."""
+        """Run each model once on every camera's newest unseen frame; False when there was none.
+
+        A frame that waited longer than ``max(1 s, 2 detection intervals)`` is skipped, not queued:
+        under overload detection stays current and the skips are counted as dropped.
+        """
+        now = time.monotonic()
         batch: list[tuple[CameraRuntime, Frame]] = []
         for cam in self.cameras.values():
             frame = cam.worker.latest()
             if frame is None or frame.seq <= cam.last_seq:
                 continue
-            cam.dropped += max(0, frame.seq - cam.last_seq - 1) if cam.last_seq else 0
+            skipped = max(0, frame.seq - cam.last_seq - 1) if cam.last_seq else 0
             cam.last_seq = frame.seq
-            batch.append((cam, frame))
-        if not batch:
-            return False
+            if now - frame.arrived > max(1.0, 2.0 / cam.config.detect_fps):
+                skipped += 1
+            elif cam.config.motion_gate and cam.last is not None and not self._moved(cam, frame):
+                self.observe(cam, frame, cam.last.detections, reuse=True)
+                continue
+            else:
+                batch.append((cam, frame))
+            if skipped:
+                cam.dropped += skipped
+                if self.metrics is not None:
+                    self.metrics.dropped(cam.name, skipped)
         by_detector: dict[int, list[tuple[CameraRuntime, Frame]]] = {}
         for cam, frame in batch:
             by_detector.setdefault(id(cam.detector), []).append((cam, frame))
@@ -213,16 +263,30 @@ class Engine:
             assert detector is not None
             t0 = time.monotonic()
             results = detector.detect([frame.image for _, frame in group])  # one batched call per model
-            elapsed = time.monotonic() - t0
+            if self.metrics is not None:
+                self.metrics.inference(time.monotonic() - t0)
             for (cam, frame), detections in zip(group, results, strict=True):
                 cam.detect_times = [*cam.detect_times[-19:], time.monotonic()]
                 cam.detections += 1
-                self.observe(cam, frame, detections, elapsed)
-        return True
+                if self.metrics is not None:
+                    self.metrics.detection(cam.name, time.monotonic() - frame.arrived)
+                self.observe(cam, frame, detections.scaled(1 / frame.scale))
+        return bool(batch)
 
-    def observe(self, cam: CameraRuntime, frame: Frame, detections: Detections, latency_s: float = 0.0) -> None:
-        """Track, count zones, advance the camera's rules and act on what they decide."""
-        detections = cam.tracker.update(frame.ts, detections)
+    def _moved(self, cam: CameraRuntime, frame: Frame) -> bool:
+        thumb = thumbnail(frame.image)
+        if changed(cam.motion_thumb, thumb):
+            cam.motion_thumb = thumb
+            return True
+        return False
+
+    def observe(self, cam: CameraRuntime, frame: Frame, detections: Detections, reuse: bool = False) -> None:
+        """Track, count zones, advance the camera's rules and act on what they decide.
+
+        ``reuse``: the motion gate kept the previous detections (already tracked) for this frame.
+        """
+        if not reuse:
+            detections = cam.tracker.update(frame.ts, detections)
         polygons = cam.zone_polygons(frame.size)
         zones = count_zones_filtered(detections, polygons, cam.filters)
         obs = Observation(cam.name, frame.ts, detections, zones)
@@ -282,6 +346,8 @@ class Engine:
         )
         incident_id = active.incident_id = record["id"]
         log.warning("INCIDENT %s opened: %s on %s, %d people", incident_id, record["kind"], cam.name, transition.count)
+        if self.metrics is not None:
+            self.metrics.incident_opened(record["kind"])
         if frame is not None and obs is not None:
             self._snapshot(incident_id, cam, rule, frame, obs)
         self._clip(incident_id, cam, transition.ts)
@@ -321,7 +387,7 @@ class Engine:
         members = obs.zones[rule.zone].members if rule.zone else tuple(range(len(obs.detections)))
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.ts))
         caption = f"{cam.name}  {rule.kind}  {len(members)} people  {when}"
-        image = annotate(frame.image, obs.detections, shown, members, caption)
+        image = annotate(frame.image, obs.detections, shown, members, caption, scale=frame.scale)
         path = write_jpeg(self.data_dir / "snapshots" / f"{incident_id}.jpg", image)
         assert self.store is not None
         self.store.set_media(incident_id, snapshot=str(path))
@@ -343,11 +409,13 @@ class Engine:
 
             self.store.update(incident_id, record, "incident_media")
 
-        cam.worker.request_clip(ClipRequest(path, ts - clips.pre_roll_s, ts + clips.post_roll_s, done))
+        cam.recorder.request_clip(ClipRequest(path, ts - clips.pre_roll_s, ts + clips.post_roll_s, done))
 
     def _record_playback(self, incident_id: str, result: PlaybackResult) -> None:
         assert self.store is not None
         self.store.add_announcement(incident_id, result)
+        if self.metrics is not None:
+            self.metrics.announcement(result.speaker, result.ok, result.ended_at - result.started_at)
 
     def check_health(self, now: float) -> None:
         """Open a camera_offline incident for a camera without frames past its grace period; close it on return."""
@@ -369,6 +437,8 @@ class Engine:
                         details={"last_error": st.last_error, "detected_at": iso(now)},
                     )
                     cam.offline_incident = record["id"]
+                    if self.metrics is not None:
+                        self.metrics.incident_opened("camera_offline")
                     log.warning("INCIDENT %s opened: camera %s offline (%s)", record["id"], cam.name, st.last_error)
                 elif cam.offline_incident is not None:
                     log.warning("INCIDENT %s closed: camera %s back online", cam.offline_incident, cam.name)
@@ -429,7 +499,7 @@ class Engine:
         snapshot = ""
         if cam.last is not None and cam.last_frame is not None:
             polygons = cam.zone_polygons(cam.last_frame.size)
-            image = annotate(cam.last_frame.image, cam.last.detections, polygons)
+            image = annotate(cam.last_frame.image, cam.last.detections, polygons, scale=cam.last_frame.scale)
             snapshot = str(write_jpeg(self.data_dir / "live" / f"{cam.name}.jpg", image, quality=75))
         zones = {z: c.count for z, c in cam.last.zones.items()} if cam.last else {}
         status: dict[str, str | int | float] = {

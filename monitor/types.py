@@ -26,12 +26,15 @@ class Frame:
     camera: str
     seq: int
     ts: float
-    image: npt.NDArray[np.uint8]  # (H, W, 3) BGR
+    image: npt.NDArray[np.uint8]  # (H, W, 3) BGR, possibly downscaled for the detector
+    scale: float = 1.0  # image pixels per source pixel (<1 when converted straight to the detector's size)
+    arrived: float = 0.0  # time.monotonic() when the frame was decoded (latency and staleness)
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) in pixels."""
-        return int(self.image.shape[1]), int(self.image.shape[0])
+        """(width, height) of the camera's picture in source pixels (zones and boxes use these)."""
+        h, w = self.image.shape[:2]
+        return round(w / self.scale), round(h / self.scale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,16 @@ class Detections:
         kp = None if self.keypoints is None else self.keypoints[mask]
         ids = None if self.tracker_id is None else self.tracker_id[mask]
         return Detections(self.xyxy[mask], self.confidence[mask], kp, ids)
+
+    def scaled(self, factor: float) -> Detections:
+        """Boxes and keypoints multiplied by ``factor`` (to go between image and source pixels)."""
+        if factor == 1.0:
+            return self
+        kp = None
+        if self.keypoints is not None:
+            kp = self.keypoints.copy()
+            kp[..., :2] *= factor
+        return Detections(self.xyxy * np.float32(factor), self.confidence, kp, self.tracker_id)
 
     def foot_points(self) -> FloatArray:
         """(N, 2) bottom-centre of each box: where a person stands on the ground."""

@@ -106,7 +106,11 @@ BROKEN = [
     ("speakers.square_horn.port", 70000, "speakers.square_horn.port: Input should be less than or equal to 65535"),
     ("speakers.square_horn.codec", "opus", "speakers.square_horn.codec: Input should be 'pcmu', 'pcma' or 'l16'"),
     ("speakers.square_horn.kind", "bluetooth", "speakers.square_horn"),
-    ("cameras.square_east.url", DELETE, "cameras.square_east.url: required key is missing"),
+    ("cameras.square_east.url", DELETE, "cameras.square_east: a camera needs either url or inputs"),
+    ("cameras.square_east.inputs", {"detect": "rtsp://a/sub", "record": "rtsp://a/main"},
+     "cameras.square_east: a camera needs either url or inputs"),
+    ("cameras.square_east.inputs", {"detect": "rtsp://a/sub"}, "cameras.square_east.inputs.record: required key"),
+    ("cameras.square_east.sampling", "sometimes", "cameras.square_east.sampling: Input should be 'auto'"),
     ("rules.0.close_below", 9, "rules.0.close_below: close_below (9) must not exceed min_people"),
 ]
 

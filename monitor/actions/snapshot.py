@@ -23,11 +23,16 @@ def annotate(
     zones: Mapping[str, Polygon],
     members: Collection[int] = (),
     caption: str = "",
+    scale: float = 1.0,
 ) -> npt.NDArray[np.uint8]:
-    """A copy of ``image`` with zones outlined and people boxed (red: counted by the rule)."""
+    """A copy of ``image`` with zones outlined and people boxed (red: counted by the rule).
+
+    Zones and boxes are in source pixels; ``scale`` maps them onto a downscaled ``image``.
+    """
     out = image.copy()
+    detections = detections.scaled(scale)
     for name, polygon in zones.items():
-        pts = polygon.round().astype(np.int32).reshape(-1, 1, 2)
+        pts = (polygon * scale).round().astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(out, [pts], isClosed=True, color=ZONE_COLOUR, thickness=2)
         x, y = pts[0, 0]
         cv2.putText(out, name, (int(x) + 4, int(y) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6, ZONE_COLOUR, 2)

@@ -20,6 +20,7 @@ import numpy as np
 
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
+from monitor.ingest.sampler import Sampler, SamplingMode
 from monitor.redact import redact_url
 from monitor.types import Frame
 
@@ -60,15 +61,30 @@ class WorkerStatus:
     last_error: str | None = None
     width: int | None = None
     height: int | None = None
+    keyframes_only: bool = False
+    gop_s: float | None = None
 
 
 class StreamWorker:
     """Reads one camera until stopped, reconnecting with capped exponential backoff."""
 
-    def __init__(self, camera: str, source: Source, detect_fps: float, ring_s: float) -> None:
+    def __init__(
+        self,
+        camera: str,
+        source: Source,
+        detect_fps: float | None,
+        ring_s: float,
+        *,
+        sampling: SamplingMode = "auto",
+        max_side: int | None = None,
+    ) -> None:
+        """``detect_fps`` None: a record-only input (never decoded); ``max_side``: convert sampled frames
+        straight to at most this long side (the detector's input size) instead of full resolution."""
         self.camera = camera
         self.source = source
-        self.sample_interval = 1.0 / detect_fps
+        self.detect_fps = detect_fps
+        self.sampling: SamplingMode = sampling
+        self.max_side = max_side
         self.ring = PacketRing(ring_s)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -154,23 +170,26 @@ class StreamWorker:
             stream = container.streams.video[0]
             log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
             self._set_status(online=True, last_error=None)
-            next_sample = 0.0
+            sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
             try:
-                for item, frames in self._packets(container, stream):
+                for packet, item in self._packets(container, stream):
                     self.ring.push(item)
-                    for ts, frame in frames:
-                        self._count_frame(ts)
-                        if ts >= next_sample:
-                            next_sample = max(next_sample + self.sample_interval, ts - self.sample_interval / 2)
-                            self._publish(ts, frame)
+                    self._count_packet(item.ts)
+                    if sampler is not None and sampler.on_packet(item.ts, item.keyframe):
+                        stream.codec_context.skip_frame = "NONKEY" if sampler.keyframes_only else "DEFAULT"
+                        for frame in packet.decode():
+                            ts = item.ts + ((frame.pts or 0) - (packet.pts or 0)) * float(stream.time_base or 0)
+                            if sampler.due(ts):
+                                self._publish(ts, frame)
+                        self._set_status(keyframes_only=sampler.keyframes_only, gop_s=sampler.keyframe_interval)
                     self._finish_clips(force=False, template=stream)
             finally:
                 self._finish_clips(force=True, template=stream)  # while the container can still serve as template
 
     def _packets(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
-    ) -> Iterator[tuple[BufferedPacket, list[tuple[float, av.VideoFrame]]]]:
-        """Demux (looping and pacing files), yielding packets with the frames they decode to."""
+    ) -> Iterator[tuple[av.Packet, BufferedPacket]]:  # type: ignore[type-arg]
+        """Demux (looping and pacing files), yielding each packet with its camera time and unwrapped stamps."""
         if stream.time_base is None:
             raise ValueError(f"video stream of {self.source.redacted()} has no time base")
         tb = float(stream.time_base)
@@ -203,9 +222,7 @@ class StreamWorker:
                     ts = t0_wall + media
                 else:
                     ts = time.time()
-                frames = [(ts + ((f.pts or 0) + offset - dts) * tb, f) for f in packet.decode()]
-                item = BufferedPacket(ts, pts, dts, duration, bool(packet.is_keyframe), packet)
-                yield item, frames
+                yield packet, BufferedPacket(ts, pts, dts, duration, bool(packet.is_keyframe), packet)
                 if self._stop.is_set():
                     return
             if not self.source.is_file:
@@ -224,7 +241,8 @@ class StreamWorker:
         if delay > 0:
             self._stop.wait(delay)
 
-    def _count_frame(self, ts: float) -> None:
+    def _count_packet(self, ts: float) -> None:
+        """Every packet is one frame of video arriving (stall detection and input fps need no decoding)."""
         with self._lock:
             self._arrivals.append(time.monotonic())
             self._status = replace(
@@ -232,10 +250,18 @@ class StreamWorker:
             )
 
     def _publish(self, ts: float, frame: av.VideoFrame) -> None:
-        image = frame.to_ndarray(format="bgr24")
+        """Convert a sampled frame to BGR pixels, straight at the detector's size when that is smaller."""
+        scale = 1.0
+        if self.max_side and max(frame.width, frame.height) > self.max_side:
+            scale = self.max_side / max(frame.width, frame.height)
+            w, h = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
+            image = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
+            scale = w / frame.width
+        else:
+            image = frame.to_ndarray(format="bgr24")
         with self._lock:
             seq = self._status.sampled + 1
-            self._latest = Frame(self.camera, seq, ts, np.ascontiguousarray(image))
+            self._latest = Frame(self.camera, seq, ts, np.ascontiguousarray(image), scale, time.monotonic())
             self._status = replace(self._status, sampled=seq, width=frame.width, height=frame.height)
 
     def _set_status(self, **changes: object) -> None:

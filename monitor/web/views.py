@@ -187,7 +187,7 @@ def camera_statuses(
     out = []
     for name, raw in zip(names, hashes, strict=True):
         data = {text(k): text(v) for k, v in raw.items()}
-        conf_url = config.config.cameras[name].url if config and name in config.config.cameras else ""
+        conf_url = config.config.cameras[name].detect_url if config and name in config.config.cameras else ""
         try:
             zones = {str(k): int(v) for k, v in json.loads(data.get("zones") or "{}").items()}
         except (ValueError, TypeError, AttributeError):
