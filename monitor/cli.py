@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from monitor.config import ConfigError, LoadedConfig, check_files, load_config
-from monitor.redact import redact_fields
+from monitor.redact import redact_fields, redact_url, scrub
 
 if TYPE_CHECKING:
     from monitor.engine import Engine
@@ -70,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("--port", type=int, default=5004)
     listen.add_argument("--out", default="horn", help="directory for the WAV files")
     listen.set_defaults(func=cmd_speaker_listen)
+    probe = sub.add_parser("probe", help="measure a camera stream and suggest detect settings")
+    probe.add_argument("url", help="rtsp:// URL or video file")
+    probe.add_argument("--seconds", type=float, default=6.0, help="how long to read (default 6)")
+    probe.add_argument("--detect-fps", type=float, default=2.0, help="planned detections per second (default 2)")
+    probe.add_argument("--json", action="store_true", help="machine-readable output")
+    probe.set_defaults(func=cmd_probe)
+    config = sub.add_parser("config", help="config tools").add_subparsers(required=True, metavar="ACTION")
+    schema = config.add_parser("schema", help="print the JSON Schema of streams.yaml (for editors)")
+    schema.set_defaults(func=cmd_config_schema)
     from monitor.web.cli import register as register_web
 
     register_web(sub)  # user add, serve
@@ -267,4 +276,34 @@ def cmd_speaker_listen(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: recorder.stop())
     log.info("stand-in horn listening on %s:%d, saving to %s/", args.host, args.port, args.out)
     recorder.serve()
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Connect, measure, suggest."""
+    import av
+
+    from monitor.ingest.probe import probe
+
+    try:
+        result = probe(args.url, args.seconds, args.detect_fps)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        print(f"{redact_url(args.url)}: {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.as_dict()))
+        return 0
+    gop = f"{result.keyframe_interval_s:.2f} s" if result.keyframe_interval_s else "unknown"
+    print(
+        f"{result.url}\n  codec {result.codec}, {result.width}x{result.height}, {result.fps:g} fps, "
+        f"keyframe every {gop}, audio: {'yes' if result.has_audio else 'no'}\n  suggest: {result.advice}"
+    )
+    return 0
+
+
+def cmd_config_schema(_args: argparse.Namespace) -> int:
+    """The JSON Schema editors use to complete and check streams.yaml."""
+    from monitor.config import Config
+
+    print(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False))
     return 0

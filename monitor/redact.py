@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 SECRET_FIELDS = frozenset({"password", "secret", "token"})
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def scrub(text: str) -> str:
+    """Remove credentials from every URL inside free text (error messages quote the URL they failed on)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def redact_url(url: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
 from monitor.ingest.sampler import Sampler, SamplingMode
-from monitor.redact import redact_url
+from monitor.redact import redact_url, scrub
 from monitor.types import Frame
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,10 @@ class StreamWorker:
                 self._session()
                 error = "stream ended" if not self._stop.is_set() else None
             except (av.FFmpegError, OSError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = scrub(f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # a bug must not kill the camera forever; it is logged and retried
-                log.exception("camera %s: unexpected error", self.camera)
-                error = f"{type(exc).__name__}: {exc}"
+                log.error("camera %s: unexpected error: %s", self.camera, scrub(repr(exc)))
+                error = scrub(f"{type(exc).__name__}: {exc}")
             self._finish_clips(force=True)
             self.ring.clear()
             if self._stop.is_set():
