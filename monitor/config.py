@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from types import UnionType
+from typing import Annotated, Any, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -286,7 +287,7 @@ def _pydantic_problems(exc: ValidationError, data: Any, marks: dict[Path_, Mark]
         loc = _data_path(data, err["loc"])
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
-            hint = difflib.get_close_matches(key, _known_keys(), n=1)
+            hint = difflib.get_close_matches(key, _keys_at(err["loc"]) or _known_keys(), n=1)
             message = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
         elif err["type"] == "missing":
             message = "required key is missing"
@@ -337,6 +338,35 @@ def _walk_types(tp: Any) -> Iterator[Any]:
         yield from _walk_types(arg)
     for arg in getattr(tp, "__metadata__", ()) or ():
         yield from _walk_types(arg)
+
+
+def _concrete(tp: Any) -> Iterator[Any]:
+    """The plain types inside Annotated[...] and unions."""
+    if get_origin(tp) is Annotated:
+        yield from _concrete(get_args(tp)[0])
+    elif get_origin(tp) in (Union, UnionType):
+        for arg in get_args(tp):
+            yield from _concrete(arg)
+    else:
+        yield tp
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where pydantic's ``loc`` points (its last element is the unknown key)."""
+    types: list[Any] = [Config]
+    for item in loc[:-1]:
+        following: list[Any] = []
+        for tp in (t for candidate in types for t in _concrete(candidate)):
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                if isinstance(item, str) and item in tp.model_fields:
+                    following.append(tp.model_fields[item].annotation)
+                elif "kind" in tp.model_fields and item in get_args(tp.model_fields["kind"].annotation):
+                    following.append(tp)  # a discriminated union's tag
+            elif get_origin(tp) in (dict, list):
+                following.append(get_args(tp)[-1])  # item or value type
+        types = following
+    models = [t for c in types for t in _concrete(c) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return sorted({key for model in models for key in model.model_fields})
 
 
 def _known_keys() -> list[str]:

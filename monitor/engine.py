@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,7 +28,7 @@ from monitor.analyze.filters import DetectionFilter, count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
 from monitor.analyze.tracking import PersonTracker
 from monitor.analyze.zones import Polygon, to_pixels
-from monitor.config import CameraConfig, LoadedConfig, file_path
+from monitor.config import CameraConfig, ConfigError, LoadedConfig, check_files, file_path, load_config
 from monitor.ingest.clips import ClipRequest, ClipResult
 from monitor.ingest.worker import Source, StreamWorker, WorkerStatus
 from monitor.rules.models import GatheringRuleConfig, RuleConfig
@@ -94,6 +95,34 @@ class CameraRuntime:
         return self.polygons
 
 
+RESTART_KEYS = ("redis_url", "data_dir", "web", "notify", "retention", "clips")
+INPUT_KEYS = (
+    "url",
+    "inputs",
+    "detect_fps",
+    "sampling",
+    "speed",
+    "loop",
+    "open_timeout_s",
+    "read_timeout_s",
+    "reconnect_max_s",
+    "detector",
+)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _input_changed(old: LoadedConfig, new: LoadedConfig, name: str) -> bool:
+    """Whether the camera's stream or model settings changed (which needs a restart of its workers)."""
+    a, b = old.config.cameras[name], new.config.cameras[name]
+    return any(getattr(a, k) != getattr(b, k) for k in INPUT_KEYS) or old.detector_for(name) != new.detector_for(name)
+
+
 def make_source(loaded: LoadedConfig, cam: CameraConfig, url: str) -> Source:
     """Where a camera's video comes from, with file paths resolved against the config file."""
     path = file_path(url, loaded.base_dir)
@@ -141,12 +170,8 @@ class Engine:
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
         self._detectors: dict[DetectorConfig, Detector] = {}
-        ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
-        self.cameras = {
-            name: CameraRuntime(name, cam, *make_workers(loaded, name, ring_s)) for name, cam in cfg.cameras.items()
-        }
-        for rule in cfg.rules:
-            self.cameras[rule.camera].rules.append(ActiveRule(build_runtime(rule)))
+        self.cameras = {name: self._build_camera(name) for name in cfg.cameras}
+        self._config_mtime = _mtime(loaded.path)
         self.store: IncidentStore | None = None
         self.announcer: Announcer | None = None
         self.speaker_health: HealthMonitor | None = None
@@ -160,47 +185,73 @@ class Engine:
         cfg = self.loaded.config
         client, self.embedded = connect(cfg.redis_url, self.data_dir)
         self.store = IncidentStore(client)
-        for cam in self.cameras.values():  # one model instance per distinct setting, shared by its cameras
-            settings = self.loaded.detector_for(cam.name)
-            if settings not in self._detectors:
-                self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
-                log.info("detector: %s", self._detectors[settings].describe())
-            cam.detector = self._detectors[settings]
         self.notifier = Notifier(cfg.notify) if cfg.notify else None
         self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
         self.retention.start()
+        self._start_speakers()
+        for cam in self.cameras.values():
+            self._start_camera(cam)
+
+    def _build_camera(self, name: str) -> CameraRuntime:
+        cfg = self.loaded.config
+        ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
+        cam = CameraRuntime(name, cfg.cameras[name], *make_workers(self.loaded, name, ring_s))
+        cam.rules = [ActiveRule(build_runtime(rule)) for rule in cfg.rules if rule.camera == name]
+        return cam
+
+    def _start_camera(self, cam: CameraRuntime) -> None:
+        """Give the camera its model (one instance per distinct setting, shared) and start reading."""
+        settings = self.loaded.detector_for(cam.name)
+        if settings not in self._detectors:
+            self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
+            log.info("detector: %s", self._detectors[settings].describe())
+        cam.detector = self._detectors[settings]
+        cam.offline = OfflineState(cam.config.offline_after_s, time.time())
+        for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
+            worker.start()
+
+    def _stop_camera(self, cam: CameraRuntime, reason: str, wait: bool = True) -> None:
+        """Stop reading (finishing clips) and close the camera's open incidents."""
+        for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
+            if wait:
+                worker.stop()
+            else:  # a hung stream may take its read timeout to stop: never hold up the other cameras
+                threading.Thread(target=worker.stop, name=f"stop-{cam.name}", daemon=True).start()
+        for active in cam.rules:
+            self._close_rule(active, reason)
+        if cam.offline_incident and self.store is not None:
+            self.store.close(cam.offline_incident, time.time(), 0, reason=reason)
+            cam.offline_incident = None
+
+    def _close_rule(self, active: ActiveRule, reason: str) -> None:
+        if active.incident_id and self.store is not None:
+            self.store.close(active.incident_id, time.time(), 0, reason=reason)  # peak as recorded so far
+            active.incident_id = None
+
+    def _start_speakers(self) -> None:
+        cfg = self.loaded.config
         self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups)
         speakers = {name: channel.speaker for name, channel in self.announcer.channels.items()}
         self.speaker_health = HealthMonitor(speakers, cfg.speaker_health_interval_s).start()
-        now = time.time()
-        for cam in self.cameras.values():
-            cam.offline = OfflineState(cam.config.offline_after_s, now)
-            cam.worker.start()
-            if cam.recorder is not cam.worker:
-                cam.recorder.start()
+
+    def _stop_speakers(self, wait: bool = True) -> None:
+        health, announcer = self.speaker_health, self.announcer
+        if health is not None:
+            health.close()
+        if announcer is not None:
+            if wait:
+                announcer.close()
+            else:  # queued announcements finish in the background
+                threading.Thread(target=announcer.close, name="old-speakers", daemon=True).start()
 
     def stop(self) -> None:
         """Stop reading, finish clips and announcements, close open incidents, flush Redis."""
         self.stop_event.set()
-        for cam in self.cameras.values():
-            cam.worker.stop()
-            if cam.recorder is not cam.worker:
-                cam.recorder.stop()
-        if self.speaker_health is not None:
-            self.speaker_health.close()
         if self.retention is not None:
             self.retention.stop()
-        if self.announcer is not None:
-            self.announcer.close()
-        now = time.time()
+        self._stop_speakers()
         for cam in self.cameras.values():
-            for active in cam.rules:
-                if active.incident_id and self.store is not None:
-                    self.store.close(active.incident_id, now, 0, reason="engine_stop")  # peak as recorded so far
-                    active.incident_id = None
-            if cam.offline_incident and self.store is not None:
-                self.store.close(cam.offline_incident, now, 0, reason="engine_stop")
-                cam.offline_incident = None
+            self._stop_camera(cam, "engine_stop")
         if self.notifier is not None:
             self.notifier.close(10)
         if self.embedded is not None:
@@ -222,12 +273,71 @@ class Engine:
                 if time.monotonic() >= next_health:
                     self.check_health(time.time())
                     self.tick_rules(time.time())
+                    self.reload_if_changed()
                     next_health += HEALTH_INTERVAL_S
                 if time.monotonic() >= next_status:
                     self.report_status()
                     next_status += self.loaded.config.status_interval_s
         finally:
             self.stop()
+
+    # -- hot reload ----------------------------------------------------------------------------
+    def reload_if_changed(self) -> bool:
+        """Apply streams.yaml when it was saved since; an invalid file is logged and the running config stays."""
+        mtime = _mtime(self.loaded.path)
+        if mtime == self._config_mtime:
+            return False
+        self._config_mtime = mtime
+        try:
+            new = load_config(self.loaded.path)
+            problems = check_files(new, decode=False)
+            if problems:
+                raise ConfigError(problems)
+        except ConfigError as exc:
+            log.error("%s changed but is invalid; still running the previous config:\n%s", self.loaded.path, exc)
+            return False
+        self.apply_config(new)
+        return True
+
+    def apply_config(self, new: LoadedConfig) -> None:
+        """Start new cameras, stop removed ones, restart changed inputs; untouched cameras keep running."""
+        old, self.loaded = self.loaded, new
+        unsupported = [k for k in RESTART_KEYS if getattr(old.config, k) != getattr(new.config, k)]
+        if unsupported:
+            log.warning("config reload: %s changed; that takes effect after a restart", ", ".join(unsupported))
+        if (old.config.speakers, old.config.speaker_groups) != (new.config.speakers, new.config.speaker_groups):
+            self._stop_speakers(wait=False)
+            self._start_speakers()
+            log.info("config reload: speakers updated")
+        for name in [n for n in self.cameras if n not in new.config.cameras]:
+            self._stop_camera(self.cameras.pop(name), "camera_removed", wait=False)
+            log.info("config reload: camera %s removed", name)
+        for name, cam_cfg in new.config.cameras.items():
+            current = self.cameras.get(name)
+            if current is None:
+                self.cameras[name] = cam = self._build_camera(name)
+                self._start_camera(cam)
+                log.info("config reload: camera %s added", name)
+            elif _input_changed(old, new, name):
+                self._stop_camera(current, "config_changed", wait=False)
+                self.cameras[name] = cam = self._build_camera(name)
+                self._start_camera(cam)
+                log.info("config reload: camera %s restarted (its input or detector changed)", name)
+            else:
+                self._update_camera(current, cam_cfg, new)
+
+    def _update_camera(self, cam: CameraRuntime, cam_cfg: CameraConfig, new: LoadedConfig) -> None:
+        """Zones, speakers and rules change in place: the stream is not touched."""
+        if cam.config != cam_cfg:
+            cam.config, cam.polygon_size = cam_cfg, None  # polygons and filters are rebuilt on the next frame
+            log.info("config reload: camera %s updated (zones, speakers)", cam.name)
+        wanted = [rule for rule in new.config.rules if rule.camera == cam.name]
+        kept = [active for active in cam.rules if active.config in wanted]
+        for active in cam.rules:
+            if active not in kept:
+                self._close_rule(active, "rule_changed")
+        have = [active.config for active in kept]
+        cam.rules = kept + [ActiveRule(build_runtime(rule)) for rule in wanted if rule not in have]
 
     # -- the detection loop --------------------------------------------------------------------
     def detect_once(self) -> bool:

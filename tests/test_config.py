@@ -102,7 +102,10 @@ BROKEN = [
     ("rules.0.min_people", 0, "rules.0.min_people: Input should be greater than or equal to 1"),
     ("rules.0.kind", "stampede", "rules.0"),
     ("cameras.square_east.detect_fps", "fast", "cameras.square_east.detect_fps: Input should be a valid number"),
-    ("cameras.square_east.dwell", 5, "cameras.square_east.dwell: unknown key 'dwell' (did you mean 'dwell_s'?)"),
+    ("cameras.square_east.detect_fsp", 5,
+     "cameras.square_east.detect_fsp: unknown key 'detect_fsp' (did you mean 'detect_fps'?)"),
+    ("cameras.square_east.zonez", {}, "cameras.square_east.zonez: unknown key 'zonez' (did you mean 'zones'?)"),
+    ("rules.0.dwell", 5, "rules.0.dwell: unknown key 'dwell' (did you mean 'dwell_s'?)"),
     ("speakers.square_horn.port", 70000, "speakers.square_horn.port: Input should be less than or equal to 65535"),
     ("speakers.square_horn.codec", "opus", "speakers.square_horn.codec: Input should be 'pcmu', 'pcma' or 'l16'"),
     ("speakers.square_horn.kind", "bluetooth", "speakers.square_horn"),
@@ -131,6 +134,12 @@ def test_broken_config_is_rejected_with_its_location(
     assert code == 1, out
     assert expected in out, out
     assert out.startswith(f"{path}:"), "every problem line starts with file:line:col"
+    line_no = int(out.split(":")[1])
+    shown_path = out.split(": ")[1]
+    keys = [part for part in shown_path.split(".") if not part.isdigit()]
+    values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    line = path.read_text().splitlines()[line_no - 1]  # the key, its list item, or the parent of a missing key
+    assert any(t in line for t in keys[-2:] + values), f"line {line_no} ({line!r}) is not where {shown_path} is"
 
 
 def test_every_problem_is_reported_at_once(
