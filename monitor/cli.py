@@ -117,9 +117,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     cfg = loaded.config
     zones = sum(len(c.zones) for c in cfg.cameras.values())
+    inputs = sum(1 if c.inputs is None else 2 for c in cfg.cameras.values())
+    schedules = sum((getattr(r, "schedule", None) is not None) + (r.quiet_hours is not None) for r in cfg.rules)
     print(
-        f"{loaded.path}: {len(cfg.cameras)} camera(s), {zones} zone(s), {len(cfg.speakers)} speaker(s), "
-        f"{len(cfg.rules)} rule(s): {'OK' if not problems else f'{len(problems)} problem(s)'}"
+        f"{loaded.path}: {len(cfg.cameras)} camera(s), {inputs} input(s), {zones} zone(s), "
+        f"{len(cfg.speakers)} speaker(s), {len(cfg.rules)} rule(s), {schedules} schedule(s): "
+        f"{'OK' if not problems else f'{len(problems)} problem(s)'}"
     )
     return 1 if problems else 0
 

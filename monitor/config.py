@@ -153,6 +153,12 @@ class Config(_Model):
     """The whole streams.yaml."""
 
     redis_url: str | None = Field(None, description="External Redis; null = embedded Redis in data_dir.")
+    secrets_file: str | None = Field(
+        None, description="YAML file NAME: value (relative to this file) for ${NAME} placeholders; keep it private."
+    )
+    camera_defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Keys every camera gets unless it sets them itself (e.g. detect_fps)."
+    )
     data_dir: str = Field("./data", description="Clips, snapshots and the embedded Redis (relative to this file).")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Person detector settings.")
     clips: ClipConfig = Field(default_factory=ClipConfig, description="Incident clip settings.")
@@ -241,12 +247,20 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError([ConfigProblem(name, (), f"invalid YAML: {exc}", exc.mark)]) from None
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(name, (), "expected a mapping with 'cameras:' at the top level")])
+    secrets, problem = _read_secrets(data, path)
+    if problem is not None:
+        raise ConfigError([ConfigProblem(name, ("secrets_file",), problem, nearest_mark(marks, ("secrets_file",)))])
     missing: list[tuple[Path_, str]] = []
-    data = _expand_env(data, (), missing)
+    data = _apply_camera_defaults(_expand_env(data, (), missing, secrets), marks)
     if missing:
         raise ConfigError(
             [
-                ConfigProblem(name, loc, f"environment variable {var} is not set", nearest_mark(marks, loc))
+                ConfigProblem(
+                    name,
+                    loc,
+                    f"{var} is set neither in the environment nor in the secrets file",
+                    nearest_mark(marks, loc),
+                )
                 for loc, var in missing
             ]
         )
@@ -265,21 +279,57 @@ def load_config(path: str | Path) -> LoadedConfig:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(node: Any, path: Path_, missing: list[tuple[Path_, str]]) -> Any:
-    """Fill ``${VAR}`` in string values from the environment, so secrets stay out of the file.
+def _expand_env(node: Any, path: Path_, missing: list[tuple[Path_, str]], secrets: dict[str, str]) -> Any:
+    """Fill ``${VAR}`` in string values from the environment or the secrets file, keeping secrets out of the file.
 
     Only values are expanded (never comments or keys); unset variables are collected with their path.
     """
     if isinstance(node, dict):
-        return {key: _expand_env(value, (*path, key), missing) for key, value in node.items()}
+        return {key: _expand_env(value, (*path, key), missing, secrets) for key, value in node.items()}
     if isinstance(node, list):
-        return [_expand_env(item, (*path, i), missing) for i, item in enumerate(node)]
+        return [_expand_env(item, (*path, i), missing, secrets) for i, item in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
+    lookup = {**secrets, **os.environ}
     for var in _ENV.findall(node):
-        if var not in os.environ:
+        if var not in lookup:
             missing.append((path, var))
-    return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(0)), node)
+    return _ENV.sub(lambda m: lookup.get(m.group(1), m.group(0)), node)
+
+
+def _read_secrets(data: dict[str, Any], config_path: Path) -> tuple[dict[str, str], str | None]:
+    """``secrets_file:`` (relative to the config): a YAML mapping NAME: value used for ``${NAME}``."""
+    name = data.get("secrets_file")
+    if name is None:
+        return {}, None
+    path = Path(str(name))
+    path = path if path.is_absolute() else config_path.parent / path
+    try:
+        loaded = load_with_marks(path.read_text(encoding="utf-8"))[0]
+    except OSError as exc:
+        return {}, f"cannot read secrets file {path}: {exc.strerror or exc}"
+    except YamlSyntaxError as exc:
+        return {}, f"secrets file {path} is not valid YAML: {exc}"
+    if not isinstance(loaded, dict):
+        return {}, f"secrets file {path} must be a mapping NAME: value"
+    return {str(k): str(v) for k, v in loaded.items()}, None
+
+
+def _apply_camera_defaults(data: dict[str, Any], marks: dict[Path_, Mark]) -> dict[str, Any]:
+    """``camera_defaults:`` fills keys a camera leaves out (a 200-camera file states them once)."""
+    defaults = data.get("camera_defaults")
+    cameras = data.get("cameras")
+    if not isinstance(defaults, dict) or not isinstance(cameras, dict):
+        return data
+    merged = {}
+    for cam_name, cam in cameras.items():
+        if isinstance(cam, dict):
+            for key in defaults:
+                if key not in cam:  # errors in a default value point at the default
+                    marks.setdefault(("cameras", cam_name, key), marks.get(("camera_defaults", key), Mark(1, 1)))
+            cam = {**defaults, **cam}
+        merged[cam_name] = cam
+    return {**data, "cameras": merged}
 
 
 def _pydantic_problems(exc: ValidationError, data: Any, marks: dict[Path_, Mark], name: str) -> Iterator[ConfigProblem]:

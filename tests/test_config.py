@@ -53,7 +53,7 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 def test_sample_streams_yaml_is_valid(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = check(root / "streams.yaml", capsys)
     assert code == 0, out
-    assert "1 camera(s), 1 zone(s), 2 speaker(s), 1 rule(s): OK" in out
+    assert "1 camera(s), 1 input(s), 1 zone(s), 2 speaker(s), 1 rule(s), 0 schedule(s): OK" in out
 
 
 def test_documented_shape_is_valid(
@@ -102,16 +102,22 @@ BROKEN = [
     ("rules.0.min_people", 0, "rules.0.min_people: Input should be greater than or equal to 1"),
     ("rules.0.kind", "stampede", "rules.0"),
     ("cameras.square_east.detect_fps", "fast", "cameras.square_east.detect_fps: Input should be a valid number"),
-    ("cameras.square_east.detect_fsp", 5,
-     "cameras.square_east.detect_fsp: unknown key 'detect_fsp' (did you mean 'detect_fps'?)"),
+    (
+        "cameras.square_east.detect_fsp",
+        5,
+        "cameras.square_east.detect_fsp: unknown key 'detect_fsp' (did you mean 'detect_fps'?)",
+    ),
     ("cameras.square_east.zonez", {}, "cameras.square_east.zonez: unknown key 'zonez' (did you mean 'zones'?)"),
     ("rules.0.dwell", 5, "rules.0.dwell: unknown key 'dwell' (did you mean 'dwell_s'?)"),
     ("speakers.square_horn.port", 70000, "speakers.square_horn.port: Input should be less than or equal to 65535"),
     ("speakers.square_horn.codec", "opus", "speakers.square_horn.codec: Input should be 'pcmu', 'pcma' or 'l16'"),
     ("speakers.square_horn.kind", "bluetooth", "speakers.square_horn"),
     ("cameras.square_east.url", DELETE, "cameras.square_east: a camera needs either url or inputs"),
-    ("cameras.square_east.inputs", {"detect": "rtsp://a/sub", "record": "rtsp://a/main"},
-     "cameras.square_east: a camera needs either url or inputs"),
+    (
+        "cameras.square_east.inputs",
+        {"detect": "rtsp://a/sub", "record": "rtsp://a/main"},
+        "cameras.square_east: a camera needs either url or inputs",
+    ),
     ("cameras.square_east.inputs", {"detect": "rtsp://a/sub"}, "cameras.square_east.inputs.record: required key"),
     ("cameras.square_east.sampling", "sometimes", "cameras.square_east.sampling: Input should be 'auto'"),
     ("rules.0.close_below", 9, "rules.0.close_below: close_below (9) must not exceed min_people"),
@@ -168,7 +174,10 @@ def test_environment_secrets_are_filled(
     monkeypatch.setenv("CAM_PASSWORD", "s3cret")
     assert load_config(write_config(cfg)).config.cameras["square_east"].url.endswith(":s3cret@127.0.0.1/stream")
     monkeypatch.delenv("CAM_PASSWORD")
-    with pytest.raises(ConfigError, match=r"cameras\.square_east\.url: environment variable CAM_PASSWORD is not set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cameras\.square_east\.url: CAM_PASSWORD is set neither in the environment nor in the secrets file",
+    ):
         load_config(write_config(cfg))
 
 
@@ -217,3 +226,31 @@ def test_placeholders_in_comments_are_ignored(root: Path, tmp_path: Path) -> Non
     path = tmp_path / "streams.yaml"
     path.write_text(text.replace("sample_videos/", f"{root}/sample_videos/"))
     assert "square_east" in load_config(path).config.cameras
+
+
+def test_secrets_file_fills_placeholders_and_never_shows_them(
+    root: Path, tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "secrets.yaml").write_text("CAM_PASSWORD: hunter2\n")
+    cfg = edit(sample(root), "cameras.square_east.url", "rtsp://admin:${CAM_PASSWORD}@127.0.0.1/stream")
+    cfg["secrets_file"] = "secrets.yaml"
+    loaded = load_config(write_config(cfg))
+    assert loaded.config.cameras["square_east"].url == "rtsp://admin:hunter2@127.0.0.1/stream"
+    cfg["secrets_file"] = "missing.yaml"
+    code, out = check(write_config(cfg), capsys)
+    assert code == 1 and "secrets_file: cannot read secrets file" in out and "hunter2" not in out
+
+
+def test_camera_defaults_apply_unless_a_camera_sets_the_key(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = sample(root)
+    cfg["camera_defaults"] = {"detect_fps": 1, "speakers": ["square_horn"], "offline_after_s": 30}
+    cfg["cameras"]["second"] = {"url": str(root / "sample_videos/square.mp4"), "detect_fps": 4}  # type: ignore[index]
+    loaded = load_config(write_config(cfg))
+    first, second = loaded.config.cameras["square_east"], loaded.config.cameras["second"]
+    assert (first.detect_fps, first.offline_after_s) == (2, 30), "a camera's own value wins"
+    assert (second.detect_fps, second.speakers) == (4, ["square_horn"])
+    cfg["camera_defaults"] = {"offline_after_s": "often"}
+    code, out = check(write_config(cfg), capsys)
+    assert code == 1 and "offline_after_s: Input should be a valid number" in out
