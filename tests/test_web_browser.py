@@ -123,3 +123,39 @@ def test_operator_reviews_and_acknowledges_viewer_cannot(site: Site, browser: An
         incident,
     )
     assert refused == 403
+
+
+def test_admin_draws_a_zone_on_the_live_picture_and_saves_it(site: Site, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from monitor.config import load_config
+
+    config_path = site.config.path
+    comment = "# integrator's note kept across edits"
+    config_path.write_text(comment + "\n" + config_path.read_text())
+    page = _login(browser, site, "admin", "admin-pass-1", "/cameras/gate")
+    _until(page, "document.getElementById('live-image').naturalWidth === 768")
+    page.fill("#zone-name", "checkpoint")
+    image = page.locator("#live-image").bounding_box()
+    for fx, fy in [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]:
+        page.mouse.click(image["x"] + fx * image["width"], image["y"] + fy * image["height"])
+    expect(page.locator("#zone-yaml")).to_contain_text(
+        re.compile(r"^checkpoint: \{points: \[\[0\.1, 0\.5\], \[0\.(5|499), 0\.5\]")
+    )
+    expect(page.locator("#zones .drawing")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "draw.png"))
+    page.click("#zone-save")
+    expect(page.locator("#zone-status")).to_contain_text("Saved checkpoint")
+    text = config_path.read_text()
+    assert text.startswith(comment), "the integrator's comments survive the edit"
+    points = load_config(config_path).config.cameras["gate"].zones["checkpoint"].points
+    assert [(round(x, 1), round(y, 1)) for x, y in points] == [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]
+
+    viewer = _login(browser, site, "view", "view-pass-1", "/cameras/gate")
+    expect(viewer.locator("#zone-save")).to_be_hidden()
+    status = viewer.evaluate(
+        """async () => (await fetch("/api/cameras/gate/zones/x", {method: "PUT", body: JSON.stringify(
+             {points: [[0, 0], [1, 0], [1, 1]]}), headers: {"Content-Type": "application/json",
+             "X-CSRF-Token": (await (await fetch("/api/me")).json()).csrf_token}})).status"""
+    )
+    assert status == 403

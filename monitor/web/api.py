@@ -18,10 +18,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from monitor.config import LoadedConfig
+from monitor.config import ConfigError, LoadedConfig
+from monitor.config_edit import set_zone, zone_snippet
 from monitor.store.incidents import IncidentStore, camera_key
 from monitor.web import views
-from monitor.web.auth import User, operator_write, viewer
+from monitor.web.auth import User, admin_write, operator_write, viewer
 from monitor.web.events import event_stream
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ IncidentId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$", descript
 CameraName = Annotated[str, PathParam(min_length=1, max_length=200, description="Camera name from the config.")]
 Viewer = Annotated[User, Depends(viewer)]
 Operator = Annotated[User, Depends(operator_write)]
+Admin = Annotated[User, Depends(admin_write)]
+ZoneName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Zone name.")]
 
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "Not logged in"}, 404: {"description": "Not found"}}
 
@@ -94,6 +97,28 @@ def camera_snapshot(request: Request, name: CameraName, _: Viewer) -> FileRespon
     stored = _redis(request).hget(camera_key(name), "snapshot")
     path = _media_file(request, views.text(stored) if stored is not None else None)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+class ZoneEdit(BaseModel):
+    """A polygon drawn on the camera's picture, in relative (0..1) coordinates."""
+
+    points: list[tuple[float, float]] = Field(min_length=3, description="Corners, each (x, y) in 0..1.")
+
+
+@router.put("/cameras/{name}/zones/{zone}", responses=ERRORS)
+def save_zone(request: Request, name: CameraName, zone: ZoneName, body: ZoneEdit, user: Admin) -> dict[str, str]:
+    """Write the zone into streams.yaml (admins only); the running engine picks it up by hot reload."""
+    config = _config(request)
+    if config is None or name not in config.config.cameras:
+        raise HTTPException(404, "no such camera")
+    if any(not (0 <= v <= 1) for point in body.points for v in point):
+        raise HTTPException(422, "points must be relative coordinates between 0 and 1")
+    try:
+        set_zone(config.path, name, zone, body.points)
+    except ConfigError as exc:
+        raise HTTPException(422, "; ".join(p.message for p in exc.problems)) from None
+    log.info("user %s saved zone %s of camera %s to %s", user.name, zone, name, config.path)
+    return {"saved": zone, "snippet": zone_snippet(zone, body.points)}
 
 
 @router.get("/incidents", responses=ERRORS)

@@ -47,6 +47,50 @@
 
   let cam = await VM.api(`/api/cameras/${encodeURIComponent(name)}`);
   show(cam);
+  setUpDrawing();
+
+  // Zone drawing: clicks on the picture become relative corners; the YAML is shown, admins may save it.
+  function setUpDrawing() {
+    const stage = document.getElementById("stage");
+    const points = [];
+    const yaml = document.getElementById("zone-yaml");
+    const nameInput = document.getElementById("zone-name");
+    const save = document.getElementById("zone-save");
+    const status = document.getElementById("zone-status");
+    save.hidden = VM.role() !== "admin";
+    const render = () => {
+      const svg = document.getElementById("zones");
+      svg.querySelectorAll(".drawing").forEach((n) => n.remove());
+      const w = cam.width || 1, h = cam.height || 1;
+      const line = document.createElementNS(svgNS, points.length >= 3 ? "polygon" : "polyline");
+      line.setAttribute("points", points.map(([x, y]) => `${x * w},${y * h}`).join(" "));
+      line.setAttribute("class", "zone drawing");
+      svg.append(line);
+      const corners = points.map(([x, y]) => `[${x}, ${y}]`).join(", ");
+      yaml.textContent = points.length ? `${nameInput.value}: {points: [${corners}]}` : "";
+      save.disabled = points.length < 3;
+    };
+    stage.addEventListener("click", (ev) => {
+      const box = document.getElementById("live-image").getBoundingClientRect();
+      if (!box.width || !box.height) return;
+      const x = Math.min(1, Math.max(0, (ev.clientX - box.left) / box.width));
+      const y = Math.min(1, Math.max(0, (ev.clientY - box.top) / box.height));
+      points.push([Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000]);
+      render();
+    });
+    document.getElementById("zone-clear").addEventListener("click", () => { points.length = 0; render(); });
+    nameInput.addEventListener("input", render);
+    save.addEventListener("click", async () => {
+      try {
+        const res = await VM.api(`/api/cameras/${encodeURIComponent(name)}/zones/${encodeURIComponent(nameInput.value)}`,
+          { method: "PUT", body: JSON.stringify({ points }) });
+        status.textContent = `已保存 Saved ${res.saved}; the engine applies it by itself.`;
+      } catch (err) {
+        status.textContent = `未保存 Not saved: ${err.message}`;
+      }
+    });
+    render();
+  }
   async function loadIncidents() {
     const page = await VM.api(`/api/incidents?camera=${encodeURIComponent(name)}&limit=20`);
     document.querySelector("#camera-incidents tbody").replaceChildren(...page.items.map(VM.incidentRow));

@@ -22,6 +22,8 @@ const VM = (() => {
     return data;
   }
 
+  const role = () => (me ? me.role : null);
+
   async function init() {
     me = await api("/api/me");
     document.getElementById("me").textContent = `${me.user} (${roleName(me.role)})`;
@@ -87,5 +89,5 @@ const VM = (() => {
       el("td", { class: inc.announcements_failed ? "bad" : "" }, anns));
   }
 
-  return { api, init, events, el, time, duration, statusName, kindName, incidentRow, get me() { return me; } };
+  return { api, init, events, el, time, duration, statusName, kindName, incidentRow, role, get me() { return me; } };
 })();
