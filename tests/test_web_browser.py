@@ -159,3 +159,75 @@ def test_admin_draws_a_zone_on_the_live_picture_and_saves_it(site: Site, browser
              "X-CSRF-Token": (await (await fetch("/api/me")).json()).csrf_token}})).status"""
     )
     assert status == 403
+
+
+def test_incident_made_by_the_engine_is_reviewed_acknowledged_and_exported(
+    square_mp4: Path, tmp_path: Path, redis_url: str, browser: Any, detector: Any
+) -> None:
+    import redis
+    import yaml
+    from playwright.sync_api import expect
+
+    from monitor.config import load_config
+    from monitor.engine import Engine
+    from monitor.web.app import create_app
+    from monitor.web.auth import Auth
+    from monitor.web.server import WebServer
+    from tests.support.media import CROWD, LOWER_ZONE, QUIET, cut_scenario
+
+    scenario = cut_scenario(square_mp4, [QUIET, CROWD, QUIET], tmp_path / "scene.mp4")
+    path = tmp_path / "streams.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "redis_url": redis_url,
+                "data_dir": "./data",
+                "clips": {"pre_roll_s": 5, "post_roll_s": 2},
+                "cameras": {
+                    "plaza": {
+                        "url": str(scenario),
+                        "speed": 2.0,
+                        "loop": False,
+                        "zones": {"lower": {"points": LOWER_ZONE}},
+                    }
+                },
+                "rules": [
+                    {
+                        "kind": "gathering",
+                        "camera": "plaza",
+                        "zone": "lower",
+                        "min_people": 4,
+                        "dwell_s": 3,
+                        "clear_s": 3,
+                    }
+                ],
+            }
+        )
+    )
+    Engine(load_config(path), detector=detector).run(duration_s=15)
+    client = redis.Redis.from_url(redis_url)
+    Auth(client).add_user("oper", "operator", "oper-pass-1")
+    server = WebServer(create_app(client, load_config(path)), port=0).start()
+    try:
+        site = Site(server.url, client, load_config(path), {}, None)  # type: ignore[arg-type]
+        page = _login(browser, site, "oper", "oper-pass-1", "/incidents")
+        row = page.locator('tr[data-status="closed"]').first
+        expect(row).to_contain_text("plaza")
+        row.locator("a.open-link").click()
+        page.wait_for_url(re.compile(r".*/incidents/[0-9a-f-]+$"))
+        page.evaluate("document.getElementById('clip').play()")
+        _until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
+        assert page.evaluate("document.getElementById('clip').videoWidth") == 768
+        page.click("#ack")
+        expect(page.locator("#inc-status")).to_have_attribute("data-status", "acknowledged")
+        page.click("#export")
+        expect(page.locator("#export-link")).to_be_visible(timeout=180_000)
+        href = page.locator("#export-link").get_attribute("href")
+        status, kind = page.evaluate(
+            "async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type')]; }", href
+        )
+        assert (status, kind) == (200, "video/mp4")
+        page.screenshot(path=str(tmp_path / "engine-incident.png"))
+    finally:
+        server.stop()
+        client.close()

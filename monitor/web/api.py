@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import redis
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -24,6 +24,7 @@ from monitor.store.incidents import IncidentStore, camera_key
 from monitor.web import views
 from monitor.web.auth import User, admin_write, operator_write, viewer
 from monitor.web.events import event_stream
+from monitor.web.exports import ExportJobs
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,56 @@ def incident_snapshot(request: Request, incident_id: IncidentId, _: Viewer) -> F
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=300"},
     )
+
+
+class ExportStatus(BaseModel):
+    """Where a blurred export of the incident's clip stands."""
+
+    state: Literal["missing", "running", "ready", "failed"]
+    error: str | None = None
+    url: str | None = Field(None, description="Download link once ready.")
+
+
+def _exports(request: Request) -> ExportJobs:
+    jobs = getattr(request.app.state, "exports", None)
+    if jobs is None:
+        raise HTTPException(404, "exports need the server's config")
+    return cast(ExportJobs, jobs)
+
+
+def _export_status(request: Request, incident_id: str) -> ExportStatus:
+    state, error = _exports(request).state(incident_id)
+    url = f"/api/incidents/{incident_id}/export.mp4" if state == "ready" else None
+    return ExportStatus(state=state, error=error, url=url)
+
+
+@router.post("/incidents/{incident_id}/export", responses=ERRORS, status_code=202)
+def start_export(request: Request, incident_id: IncidentId, user: Operator) -> ExportStatus:
+    """Make a copy of the clip with people's heads blurred, for sharing outside the center."""
+    rec = _record(request, incident_id)
+    if rec.get("media_expired"):
+        raise HTTPException(404, "file no longer available (expired or deleted)")
+    clip = _media_file(request, rec.get("clip"))
+    _exports(request).start(incident_id, clip)
+    log.info("user %s exported incident %s (blurred)", user.name, incident_id)
+    return _export_status(request, incident_id)
+
+
+@router.get("/incidents/{incident_id}/export", responses=ERRORS)
+def export_status(request: Request, incident_id: IncidentId, _: Viewer) -> ExportStatus:
+    """Whether the blurred export is being made, ready or failed."""
+    _record(request, incident_id)
+    return _export_status(request, incident_id)
+
+
+@router.get("/incidents/{incident_id}/export.mp4", responses=ERRORS, response_class=FileResponse)
+def download_export(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
+    """The blurred MP4, as a download."""
+    _record(request, incident_id)
+    path = _exports(request).path(incident_id)
+    if not path.is_file():
+        raise HTTPException(404, "no export yet: POST .../export first")
+    return FileResponse(path, media_type="video/mp4", filename=f"incident-{incident_id}-blurred.mp4")
 
 
 def _act(request: Request, incident_id: str, user: User, action: str, note: str | None) -> views.IncidentDetail:

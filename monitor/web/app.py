@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.config import LoadedConfig
 from monitor.web import account, api, pages
 from monitor.web.auth import Auth
+from monitor.web.exports import ExportJobs
 from monitor.web.metrics import EngineMetrics, MetricsExporter
 
 STATIC = Path(__file__).parent / "static"
@@ -76,6 +77,7 @@ def create_app(
     )
     app.state.redis = store_client
     app.state.config = config
+    app.state.exports = ExportJobs(config) if config is not None else None
     app.state.auth = Auth(store_client, secret_key)
     app.state.stopping = threading.Event()  # set on shutdown: event streams end instead of holding it up
     exporter = MetricsExporter(store_client, config, metrics)

@@ -63,6 +63,27 @@
     if (note.value.trim() && await act("note", note.value.trim())) note.value = "";
   });
 
+  // Blurred export: started on the server, polled here until the download link is ready.
+  const exportStatus = document.getElementById("export-status");
+  async function showExport(state) {
+    if (state.state === "ready") {
+      exportStatus.replaceChildren(VM.el("a", { href: state.url, id: "export-link", download: "" }, "下载 Download"));
+    } else if (state.state === "running") {
+      exportStatus.textContent = "正在导出… Exporting…";
+      setTimeout(async () => showExport(await VM.api(`/api/incidents/${encodeURIComponent(id)}/export`)), 2000);
+    } else if (state.state === "failed") {
+      exportStatus.textContent = `导出失败 Export failed: ${state.error}`;
+    }
+  }
+  document.getElementById("export").addEventListener("click", async () => {
+    try {
+      showExport(await VM.api(`/api/incidents/${encodeURIComponent(id)}/export`, { method: "POST" }));
+    } catch (e) {
+      exportStatus.textContent = e.message;
+    }
+  });
+  VM.api(`/api/incidents/${encodeURIComponent(id)}/export`).then(showExport).catch(() => null);
+
   render(await VM.api(`/api/incidents/${encodeURIComponent(id)}`));
   VM.events({ incident: async (e) => { if (e.id === id) render(await VM.api(`/api/incidents/${encodeURIComponent(id)}`)); } });
 })();
