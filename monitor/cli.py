@@ -79,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="config tools").add_subparsers(required=True, metavar="ACTION")
     schema = config.add_parser("schema", help="print the JSON Schema of streams.yaml (for editors)")
     schema.set_defaults(func=cmd_config_schema)
+    from monitor.evaluate import register as register_evaluate
     from monitor.web.cli import register as register_web
 
     register_web(sub)  # user add, serve
+    register_evaluate(sub)  # analyze, eval
     return parser
 
 
