@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from monitor.config import ConfigError, LoadedConfig, check_files, load_config
+from monitor.config import check_files, load_or_report
 from monitor.redact import redact_fields, redact_url, scrub
 
 if TYPE_CHECKING:
@@ -100,18 +100,10 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _load(path: str) -> LoadedConfig | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything and print every problem at once."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     problems = check_files(loaded, decode=True)
@@ -131,7 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C / SIGTERM or the given duration."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     problems = check_files(loaded, decode=False)
@@ -182,7 +174,7 @@ def _start_web(engine: Engine, metrics: EngineMetrics) -> WebServer | None:
 
 def cmd_incidents(args: argparse.Namespace) -> int:
     """Print incidents from Redis (the embedded one is started for the query if not running)."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     from monitor.store.embedded import connect
@@ -229,7 +221,7 @@ def _print_table(records: list[dict[str, object]]) -> None:
 
 def cmd_speaker_list(args: argparse.Namespace) -> int:
     """Print configured speakers and the local sound outputs PyAudio sees."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     for name, cfg in loaded.config.speakers.items():
@@ -245,7 +237,7 @@ def cmd_speaker_list(args: argparse.Namespace) -> int:
 
 def cmd_speaker_test(args: argparse.Namespace) -> int:
     """Play a file on one speaker now."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     cfg = loaded.config.speakers.get(args.name)

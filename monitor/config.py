@@ -499,3 +499,15 @@ def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem
                 except AnnouncementError as exc:
                     add(("rules", i, key), str(exc))
     return problems
+
+
+def load_or_report(path: str | Path) -> LoadedConfig | None:
+    """Load a config for a command: on errors print every problem (one per line, on stderr) and return None."""
+    import sys
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None

@@ -3,9 +3,6 @@ RTP announcement received on a real socket -> incidents in a real Redis, with cl
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from monitor.store.incidents import IncidentStore, camera_key, speaker_key
 from tests.support.media import CROWD, LOWER_ZONE, QUIET, cut_scenario
 from tests.support.rtp_listener import RtpListener
 from tests.support.rtsp import RtspCamera
+from tests.support.waiting import incidents_via_cli
 
 pytestmark = pytest.mark.slow
 
@@ -51,17 +49,6 @@ def config(url: str, horn_port: int, root: Path, **overrides: Any) -> dict[str, 
         target = cfg["cameras"]["plaza"] if section == "camera" else cfg["rules"][0] if section == "rule" else cfg
         target[name or section] = value
     return cfg
-
-
-def incidents_via_cli(config_path: Path) -> list[dict[str, Any]]:
-    """`monitor incidents --json` in a new process: reads Redis back from disk."""
-    out = subprocess.run(
-        [sys.executable, "-m", "monitor", "incidents", "--json", "-c", str(config_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [json.loads(line) for line in out.splitlines()]
 
 
 def test_gathering_on_real_footage_opens_once_announces_once_per_cooldown_and_closes(

@@ -17,6 +17,7 @@ from detectors import Detector
 from monitor.config import load_config
 from monitor.engine import Engine
 from tests.support.rtsp import RtspCamera
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +26,6 @@ def save(path: Path, data: dict[str, Any]) -> None:
     """Write the file as an editor would, with a new modification time."""
     time.sleep(0.05)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def test_reload_adds_changes_and_removes_cameras_without_pausing_the_untouched_one(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,13 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import av
 import pytest
 
 from tests.support.media import CROWD, LOWER_ZONE, cut_scenario
 from tests.support.processes import stop
+from tests.support.waiting import incidents_via_cli
 
 pytestmark = pytest.mark.slow
 
@@ -32,17 +31,6 @@ def processes_mentioning(text: str) -> list[int]:
             except OSError:
                 continue
     return found
-
-
-def incidents(cfg: Path) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "monitor", "incidents", "--json", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return [json.loads(line) for line in out.splitlines()]
 
 
 def wait_for_log(proc: subprocess.Popen[bytes], log: Path, needle: str, timeout: float) -> None:
@@ -93,7 +81,7 @@ def test_sigterm_finishes_the_open_clip_and_leaves_no_process(crowd_config: Path
     finally:
         stop(engine)
     assert processes_mentioning(str(data / "redis")) == [], "the embedded Redis stopped with the engine"
-    [record] = incidents(crowd_config)  # Redis restarted from the data directory
+    [record] = incidents_via_cli(crowd_config)  # Redis restarted from the data directory
     assert record["status"] == "closed" and record["details"]["closed_by"] == "engine_stop"
     assert record["clip"] is not None, "the clip in progress was finished at shutdown"
     with av.open(record["clip"]) as clip:
@@ -115,7 +103,7 @@ def test_incidents_survive_a_crash(crowd_config: Path) -> None:
     while processes_mentioning(str(data / "redis")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_mentioning(str(data / "redis")) == [], "Redis does not outlive a killed engine"
-    [record] = incidents(crowd_config)
+    [record] = incidents_via_cli(crowd_config)
     assert record["kind"] == "gathering" and record["camera"] == "plaza"
     assert record["status"] == "open", "it was open when the engine died"
     assert Path(record["snapshot"]).is_file()

@@ -16,20 +16,11 @@ from monitor.config import load_config
 from monitor.engine import STALL_S, Engine
 from monitor.store.incidents import IncidentStore
 from tests.support.rtsp import RtspCamera
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 GRACE_S = 3.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until ``condition`` holds; return the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def test_killed_camera_goes_offline_and_recovers_while_the_other_keeps_its_rate(

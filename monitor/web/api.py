@@ -164,30 +164,25 @@ def get_incident(request: Request, incident_id: IncidentId, _: Viewer) -> views.
     return views.detail(_record(request, incident_id))
 
 
-@router.get("/incidents/{incident_id}/clip", responses=ERRORS, response_class=FileResponse)
-def incident_clip(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
-    """The incident's MP4 clip; supports HTTP range requests (seeking in the browser)."""
+def _incident_media(request: Request, incident_id: str, key: str, media_type: str) -> FileResponse:
+    """One of the incident's files, found through its record (never a path from the request)."""
     rec = _record(request, incident_id)
     if rec.get("media_expired"):
         raise HTTPException(404, "file no longer available (expired or deleted)")
-    return FileResponse(
-        _media_file(request, rec.get("clip")),
-        media_type="video/mp4",
-        headers={"Cache-Control": "private, max-age=300"},
-    )
+    path = _media_file(request, rec.get(key))
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.get("/incidents/{incident_id}/clip", responses=ERRORS, response_class=FileResponse)
+def incident_clip(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
+    """The incident's MP4 clip; supports HTTP range requests (seeking in the browser)."""
+    return _incident_media(request, incident_id, "clip", "video/mp4")
 
 
 @router.get("/incidents/{incident_id}/snapshot", responses=ERRORS, response_class=FileResponse)
 def incident_snapshot(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
     """The incident's annotated JPEG snapshot."""
-    rec = _record(request, incident_id)
-    if rec.get("media_expired"):
-        raise HTTPException(404, "file no longer available (expired or deleted)")
-    return FileResponse(
-        _media_file(request, rec.get("snapshot")),
-        media_type="image/jpeg",
-        headers={"Cache-Control": "private, max-age=300"},
-    )
+    return _incident_media(request, incident_id, "snapshot", "image/jpeg")
 
 
 class ExportStatus(BaseModel):

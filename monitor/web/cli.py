@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.config import LoadedConfig, load_or_report
 from monitor.web.auth import ROLES, Auth, User
 from monitor.web.config import WebConfig
 
@@ -48,14 +48,6 @@ def web_config(loaded: LoadedConfig) -> WebConfig:
     return section if isinstance(section, WebConfig) else WebConfig()
 
 
-def _load(path: str) -> LoadedConfig | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-
 
 def read_password() -> str:
     """From a terminal: asked twice without echo; from a pipe: the first line."""
@@ -69,7 +61,7 @@ def read_password() -> str:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     """Store the user in the config's Redis."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     from monitor.store.embedded import connect
@@ -91,7 +83,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the web page until Ctrl-C / SIGTERM."""
-    loaded = _load(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     from monitor.store.embedded import connect

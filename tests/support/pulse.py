@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from tests.support.processes import stop
+
 SINK = "testsink"
 RATE = 16000
 CHANNELS = 1
@@ -36,18 +38,6 @@ class PulseServer:
     channels: int
     monitor: str
     dir: Path
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
-    """Stop one process we started, by its PID; escalate to SIGKILL if it ignores ``sig``."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _pactl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -137,8 +127,8 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
         else:
             os.environ["PULSE_SERVER"] = old_server
         if keepalive is not None:
-            stop_process(keepalive)
-        stop_process(daemon)
+            stop(keepalive)
+        stop(daemon)
 
 
 class Recorder:
@@ -176,7 +166,7 @@ class Recorder:
     ) -> None:
         time.sleep(self.tail_s)
         if self._proc is not None:
-            stop_process(self._proc, signal.SIGINT)
+            stop(self._proc, signal.SIGINT)
 
     def samples(self) -> NDArray[np.int16]:
         """Everything captured, as int16 (interleaved if the sink has several channels)."""
