@@ -1,19 +1,41 @@
-"""HTML pages: static shells that fetch their data from the JSON API (no templating, no build step)."""
+"""HTML pages: static shells that fetch their data from the JSON API (no build step).
+
+Every signed-in page is ``_layout.html`` (head, navigation) around its own ``<main>`` from ``NAME.html``,
+put together once per process.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from monitor.web.auth import optional_session
 
 TEMPLATES = Path(__file__).parent / "templates"
+TITLES = {
+    "dashboard": "摄像头 Cameras",
+    "camera": "摄像头 Camera",
+    "incidents": "事件 Incidents",
+    "incident": "事件 Incident",
+}
 router = APIRouter(include_in_schema=False)
+
+
+@functools.cache
+def _render(name: str) -> str:
+    layout = (TEMPLATES / "_layout.html").read_text(encoding="utf-8")
+    main = (TEMPLATES / f"{name}.html").read_text(encoding="utf-8")
+    return (
+        layout.replace("{{title}}", f"{TITLES[name]} · 村庄监控")
+        .replace("{{script}}", f"{name}.js")
+        .replace("{{main}}", main.strip())
+    )
 
 
 def _page(request: Request, name: str) -> Response:
@@ -21,7 +43,7 @@ def _page(request: Request, name: str) -> Response:
     if optional_session(request) is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?{_next(target)}", status_code=303)
-    return FileResponse(TEMPLATES / name, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+    return HTMLResponse(_render(name), headers={"Cache-Control": "no-store"})
 
 
 def _next(target: str) -> str:
@@ -37,22 +59,22 @@ def login_page() -> FileResponse:
 @router.get("/")
 def dashboard(request: Request) -> Response:
     """Every camera at a glance."""
-    return _page(request, "dashboard.html")
+    return _page(request, "dashboard")
 
 
 @router.get("/cameras/{name}")
 def camera_page(request: Request, name: Annotated[str, PathParam(max_length=200)]) -> Response:
     """One camera with its zones."""
-    return _page(request, "camera.html")
+    return _page(request, "camera")
 
 
 @router.get("/incidents")
 def incidents_page(request: Request) -> Response:
     """The incident list."""
-    return _page(request, "incidents.html")
+    return _page(request, "incidents")
 
 
 @router.get("/incidents/{incident_id}")
 def incident_page(request: Request, incident_id: Annotated[str, PathParam(max_length=64)]) -> Response:
     """One incident: clip, snapshot, timeline, actions."""
-    return _page(request, "incident.html")
+    return _page(request, "incident")
