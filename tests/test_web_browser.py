@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.web import Site, make_media, publish_camera, running_site, seed_incident, write_config
+from tests.support.web import Site, publish_camera, seed_incident
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -26,15 +26,6 @@ ARGS = [
 ]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def site(redis_url: str, tmp_path: Path, square_mp4: Path) -> Iterator[Site]:
-    """A running web page with a real clip, snapshot and live image from the sample video."""
-    media = make_media(square_mp4, tmp_path / "data")
-    config = write_config(tmp_path / "streams.yaml", tmp_path / "data")
-    with running_site(redis_url, config, media) as running:
-        yield running
 
 
 @pytest.fixture

@@ -7,16 +7,14 @@ schemas, mixed with hostile values (path traversal, huge numbers, odd Unicode, w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.web import Site, make_media, running_site, seed_incident, write_config
+from tests.support.web import Site, seed_incident
 
 HOSTILE = st.sampled_from(
     ["", "..", "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%00", "\x00", "/etc/passwd", "a" * 5000, "门口",
@@ -75,15 +73,6 @@ class Document:
             for method, op in ops.items()
             if method in ("get", "post", "put", "delete", "patch")
         ]
-
-
-@pytest.fixture
-def site(redis_url: str, tmp_path: Path, square_mp4: Path) -> Iterator[Site]:
-    """The web app with incidents (with and without media) to aim at."""
-    media = make_media(square_mp4, tmp_path / "data")
-    config = write_config(tmp_path / "streams.yaml", tmp_path / "data")
-    with running_site(redis_url, config, media) as running:
-        yield running
 
 
 def test_no_input_makes_the_server_fail(site: Site) -> None:

@@ -154,3 +154,12 @@ def running_site(redis_url: str, config: LoadedConfig, media: dict[str, Path]) -
     finally:
         server.stop()
         client.close()
+
+
+@pytest.fixture
+def site(redis_url: str, tmp_path: Path, square_mp4: Path) -> Iterator[Site]:
+    """A running web page with a real clip, snapshot and live image from the sample video."""
+    media = make_media(square_mp4, tmp_path / "data")
+    config = write_config(tmp_path / "streams.yaml", tmp_path / "data")
+    with running_site(redis_url, config, media) as running:
+        yield running
