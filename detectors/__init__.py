@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from detectors.base import Detector, DetectorError
-from detectors.config import DetectorConfig
+from detectors.config import Backend, DetectorConfig, TilingConfig
 from detectors.model_fetch import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SHA256, default_model_path, ensure_default_model
+from detectors.select import BackendChoice, choose_backend
+from detectors.tiling import TiledDetector
 from detectors.yolo import UltralyticsDetector, is_remote_model
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "DEFAULT_MODEL_SHA256",
+    "Backend",
+    "BackendChoice",
     "Detector",
     "DetectorConfig",
     "DetectorError",
+    "TiledDetector",
+    "TilingConfig",
     "UltralyticsDetector",
+    "choose_backend",
     "create_detector",
     "default_model_path",
     "ensure_default_model",
@@ -40,5 +50,35 @@ def resolve_model_path(config: DetectorConfig, base_dir: Path | None = None) -> 
 
 
 def create_detector(config: DetectorConfig, base_dir: Path | None = None) -> Detector:
-    """Build the detector described by ``config`` (loads and warms up the model)."""
-    return UltralyticsDetector(config, resolve_model_path(config, base_dir))
+    """Build the detector described by ``config`` (exports if needed, loads and warms up the model).
+
+    A local ``.pt`` source runs on the backend ``config.backend`` resolves to (see ``detectors.select``);
+    other model files and Triton URLs run through Ultralytics. ``config.tiles`` wraps either in tiling.
+    """
+    source = resolve_model_path(config, base_dir)
+    detector = _create_untiled(config, source)
+    if config.tiles is not None:
+        detector = TiledDetector(detector, config.tiles, config.iou)
+    return detector
+
+
+def _create_untiled(config: DetectorConfig, source: str | Path) -> Detector:
+    if not is_remote_model(source) and not Path(source).exists():
+        raise DetectorError(f"model file not found: {source}")
+    if is_remote_model(source) or Path(source).suffix != ".pt":
+        if config.backend not in ("auto", "torch"):
+            raise DetectorError(f"backend {config.backend!r} needs a .pt source model (it exports it), got {source}")
+        return UltralyticsDetector(config, source)
+    choice = choose_backend(config.backend)
+    log.info("detector backend %s (%s)", choice.backend, choice.reason)
+    if choice.backend == "torch":
+        return UltralyticsDetector(config, source)
+    from detectors.backends import build_backend  # deferred: imports the runtime (onnxruntime/openvino)
+
+    try:
+        return build_backend(config, Path(source), choice)
+    except DetectorError:
+        if config.backend != "auto":
+            raise
+        log.exception("backend %s failed; falling back to Ultralytics torch", choice.backend)
+        return UltralyticsDetector(config, source)

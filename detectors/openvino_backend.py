@@ -1,0 +1,70 @@
+"""OpenVINO CPU session for an exported YOLO model, compiled per input size.
+
+The IR keeps dynamic axes; each distinct input height/width (one per camera aspect) is compiled
+once with a static size and a dynamic batch (compile 0.15 s; measured 16.7 vs 17.0 ms per
+384x640 frame against a fully dynamic model, 15.5 fully static).
+Thread pinning is off: with pinning, two single-thread OpenVINO processes end up sharing ONE core
+(28 instead of 56 frames/s on 2 cores, see /work/shared/perf.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class OpenVinoRunner:
+    """A bare ``openvino`` compiled model per input shape, with pinning off and explicit threads."""
+
+    def __init__(self, path: Path, threads: int, precision: str | None = None) -> None:
+        """Read the IR; compilation happens per input shape on first use.
+
+        ``precision`` (e.g. "f32") overrides OpenVINO's CPU default (bf16 where the CPU has it).
+        """
+        ov: Any = importlib.import_module("openvino")  # deferred, untyped: optional dependency
+        self._core: Any = ov.Core()
+        self._model: Any = self._core.read_model(str(path))
+        self._threads = threads
+        self._config: dict[str, Any] = {
+            "ENABLE_CPU_PINNING": False,
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if precision is not None:
+            self._config["INFERENCE_PRECISION_HINT"] = precision
+        self._compiled: dict[tuple[int, int], Any] = {}
+        self._lock = threading.Lock()
+        self._version = str(ov.get_version())
+        self._precision = precision
+
+    def _request(self, hw: tuple[int, int]) -> Any:
+        with self._lock:
+            request = self._compiled.get(hw)
+            if request is None:
+                model = self._model.clone()
+                model.reshape({model.inputs[0].any_name: [-1, 3, hw[0], hw[1]]})
+                compiled = self._core.compile_model(model, "CPU", self._config)
+                if self._precision is None:
+                    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+                    self._precision = str(hint.to_string() if hasattr(hint, "to_string") else hint)
+                request = self._compiled[hw] = compiled.create_infer_request()
+            return request
+
+    def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Raw head output for an (N, 3, H, W) batch."""
+        request = self._request((batch.shape[2], batch.shape[3]))
+        request.infer({0: batch})
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+    def describe(self) -> str:
+        """Runtime version, threads, precision and how many input shapes are compiled."""
+        return (
+            f"openvino {self._version} CPU threads={self._threads} pinning=off "
+            f"precision={self._precision or 'default'} sizes={len(self._compiled)}"
+        )
