@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from detectors import DetectorConfig, create_detector
+from monitor.camera import CameraRuntime
 from monitor.config import CameraConfig
-from monitor.engine import CameraRuntime, Engine
+from monitor.engine import Engine
 from monitor.ingest.worker import Source, StreamWorker
 
 ROOT = Path(__file__).resolve().parent.parent

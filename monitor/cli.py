@@ -100,7 +100,6 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything and print every problem at once."""
     loaded = load_or_report(args.config)

@@ -8,33 +8,26 @@ Side effects (Redis, JPEG, clips, speakers) are small calls whose slow parts run
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import numpy as np
-import numpy.typing as npt
-import redis
 
 from detectors import Detector, DetectorConfig, create_detector
 from monitor.actions.announce import Announcer
 from monitor.actions.notify import Notifier
 from monitor.actions.snapshot import annotate, write_jpeg
-from monitor.analyze.filters import DetectionFilter, count_zones_filtered
+from monitor.analyze.filters import count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
-from monitor.analyze.tracking import PersonTracker
-from monitor.analyze.zones import Polygon, to_pixels
-from monitor.config import CameraConfig, ConfigError, LoadedConfig, check_files, file_path, load_config
+from monitor.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
+from monitor.config import CameraConfig, ConfigError, LoadedConfig, check_files, load_config
 from monitor.ingest.clips import ClipRequest, ClipResult
-from monitor.ingest.worker import Source, StreamWorker, WorkerStatus
+from monitor.reload import config_mtime, plan_reload
 from monitor.rules.models import GatheringRuleConfig, RuleConfig
 from monitor.rules.offline import OfflineState
 from monitor.rules.policy import Decision
-from monitor.rules.runtime import RuleRuntime, RuleStep, Transition, build_runtime
+from monitor.rules.runtime import RuleStep, Transition, build_runtime
+from monitor.status import StatusReporter
 from monitor.store.embedded import EmbeddedRedis, connect
 from monitor.store.incidents import IncidentStore, iso
 from monitor.store.retention import RetentionWorker
@@ -44,116 +37,8 @@ from speakers.health import HealthMonitor
 
 log = logging.getLogger(__name__)
 
-RING_MARGIN_S = 6.0  # covers a keyframe interval before the pre-roll
 STALL_S = 2.0  # no frame for this long = not receiving (the offline grace period then applies)
 HEALTH_INTERVAL_S = 0.5
-
-
-@dataclass
-class ActiveRule:
-    """A rule's runtime and the incident it has open."""
-
-    runtime: RuleRuntime
-    incident_id: str | None = None
-
-    @property
-    def config(self) -> RuleConfig:
-        """The rule's configuration."""
-        return self.runtime.config
-
-
-@dataclass
-class CameraRuntime:
-    """Everything the detection loop keeps per camera."""
-
-    name: str
-    config: CameraConfig
-    worker: StreamWorker  # detection input
-    recorder: StreamWorker  # clip input (the same worker for a single-input camera)
-    rules: list[ActiveRule] = field(default_factory=list)
-    polygons: dict[str, Polygon] = field(default_factory=dict)
-    filters: dict[str, DetectionFilter] = field(default_factory=dict)
-    polygon_size: tuple[int, int] | None = None
-    tracker: PersonTracker = field(default_factory=PersonTracker)
-    last_seq: int = 0
-    dropped: int = 0
-    detections: int = 0
-    detect_times: list[float] = field(default_factory=list)
-    last: Observation | None = None
-    last_frame: Frame | None = None
-    offline: OfflineState | None = None
-    offline_incident: str | None = None
-    detector: Detector | None = None
-    motion_thumb: npt.NDArray[np.uint8] | None = None
-
-    def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
-        """Zones in pixels for this frame size (recomputed only when the size changes)."""
-        if size != self.polygon_size:
-            self.polygons = {n: to_pixels(z.points, size, z.relative) for n, z in self.config.zones.items()}
-            self.filters = {n: z.filter.build(size) for n, z in self.config.zones.items() if z.filter is not None}
-            self.polygon_size = size
-        return self.polygons
-
-
-RESTART_KEYS = ("redis_url", "data_dir", "web", "notify", "retention", "clips")
-INPUT_KEYS = (
-    "url",
-    "inputs",
-    "detect_fps",
-    "sampling",
-    "speed",
-    "loop",
-    "open_timeout_s",
-    "read_timeout_s",
-    "reconnect_max_s",
-    "detector",
-)
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
-
-
-def _input_changed(old: LoadedConfig, new: LoadedConfig, name: str) -> bool:
-    """Whether the camera's stream or model settings changed (which needs a restart of its workers)."""
-    a, b = old.config.cameras[name], new.config.cameras[name]
-    return any(getattr(a, k) != getattr(b, k) for k in INPUT_KEYS) or old.detector_for(name) != new.detector_for(name)
-
-
-def make_source(loaded: LoadedConfig, cam: CameraConfig, url: str) -> Source:
-    """Where a camera's video comes from, with file paths resolved against the config file."""
-    path = file_path(url, loaded.base_dir)
-    return Source(
-        str(path) if path is not None else url,
-        path is not None,
-        cam.speed,
-        cam.loop,
-        cam.open_timeout_s,
-        cam.read_timeout_s,
-        cam.reconnect_max_s,
-    )
-
-
-def make_workers(loaded: LoadedConfig, name: str, ring_s: float) -> tuple[StreamWorker, StreamWorker]:
-    """The detect worker and the record worker of a camera (the same one for a single input)."""
-    cam = loaded.config.cameras[name]
-    settings = loaded.detector_for(name)
-    # convert straight to the detector's input size, unless tiles need the full picture
-    max_side = None if getattr(settings, "tiles", None) else settings.imgsz
-    detect = StreamWorker(
-        name,
-        make_source(loaded, cam, cam.detect_url),
-        cam.detect_fps,
-        ring_s if cam.inputs is None else 0.0,
-        sampling=cam.sampling,
-        max_side=max_side,
-    )
-    if cam.inputs is None:
-        return detect, detect
-    return detect, StreamWorker(f"{name}/record", make_source(loaded, cam, cam.record_url), None, ring_s)
 
 
 class Engine:
@@ -171,13 +56,13 @@ class Engine:
         self.metrics = metrics
         self._detectors: dict[DetectorConfig, Detector] = {}
         self.cameras = {name: self._build_camera(name) for name in cfg.cameras}
-        self._config_mtime = _mtime(loaded.path)
+        self._config_mtime = config_mtime(loaded.path)
         self.store: IncidentStore | None = None
         self.announcer: Announcer | None = None
         self.speaker_health: HealthMonitor | None = None
         self.notifier: Notifier | None = None
         self.retention: RetentionWorker | None = None
-        self._speaker_problems: dict[str, str | None] = {}
+        self.status: StatusReporter | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,6 +70,7 @@ class Engine:
         cfg = self.loaded.config
         client, self.embedded = connect(cfg.redis_url, self.data_dir)
         self.store = IncidentStore(client)
+        self.status = StatusReporter(self.store, self.data_dir, ttl_s=int(cfg.status_interval_s * 4))
         self.notifier = Notifier(cfg.notify) if cfg.notify else None
         self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
         self.retention.start()
@@ -284,7 +170,7 @@ class Engine:
     # -- hot reload ----------------------------------------------------------------------------
     def reload_if_changed(self) -> bool:
         """Apply streams.yaml when it was saved since; an invalid file is logged and the running config stays."""
-        mtime = _mtime(self.loaded.path)
+        mtime = config_mtime(self.loaded.path)
         if mtime == self._config_mtime:
             return False
         self._config_mtime = mtime
@@ -301,30 +187,27 @@ class Engine:
 
     def apply_config(self, new: LoadedConfig) -> None:
         """Start new cameras, stop removed ones, restart changed inputs; untouched cameras keep running."""
-        old, self.loaded = self.loaded, new
-        unsupported = [k for k in RESTART_KEYS if getattr(old.config, k) != getattr(new.config, k)]
-        if unsupported:
-            log.warning("config reload: %s changed; that takes effect after a restart", ", ".join(unsupported))
-        if (old.config.speakers, old.config.speaker_groups) != (new.config.speakers, new.config.speaker_groups):
+        plan = plan_reload(self.loaded, new, self.cameras)
+        self.loaded = new
+        if plan.needs_restart:
+            log.warning("config reload: %s changed; that takes effect after a restart", ", ".join(plan.needs_restart))
+        if plan.speakers_changed:
             self._stop_speakers(wait=False)
             self._start_speakers()
             log.info("config reload: speakers updated")
-        for name in [n for n in self.cameras if n not in new.config.cameras]:
+        for name in plan.remove:
             self._stop_camera(self.cameras.pop(name), "camera_removed", wait=False)
             log.info("config reload: camera %s removed", name)
-        for name, cam_cfg in new.config.cameras.items():
-            current = self.cameras.get(name)
-            if current is None:
-                self.cameras[name] = cam = self._build_camera(name)
-                self._start_camera(cam)
+        for name in plan.restart:
+            self._stop_camera(self.cameras[name], "config_changed", wait=False)
+            log.info("config reload: camera %s restarts (its input or detector changed)", name)
+        for name in plan.add + plan.restart:
+            self.cameras[name] = cam = self._build_camera(name)
+            self._start_camera(cam)
+            if name in plan.add:
                 log.info("config reload: camera %s added", name)
-            elif _input_changed(old, new, name):
-                self._stop_camera(current, "config_changed", wait=False)
-                self.cameras[name] = cam = self._build_camera(name)
-                self._start_camera(cam)
-                log.info("config reload: camera %s restarted (its input or detector changed)", name)
-            else:
-                self._update_camera(current, cam_cfg, new)
+        for name in plan.update:
+            self._update_camera(self.cameras[name], new.config.cameras[name], new)
 
     def _update_camera(self, cam: CameraRuntime, cam_cfg: CameraConfig, new: LoadedConfig) -> None:
         """Zones, speakers and rules change in place: the stream is not touched."""
@@ -557,78 +440,6 @@ class Engine:
 
     # -- status ----------------------------------------------------------------------------------
     def report_status(self) -> None:
-        """One console line per camera, and the same figures in Redis for other machines."""
-        self._report_speakers()
-        for cam in self.cameras.values():
-            st = cam.worker.status()
-            times = cam.detect_times
-            det_fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else 0.0
-            people = len(cam.last.detections) if cam.last else 0
-            zones = " ".join(f"{z}={c.count}" for z, c in cam.last.zones.items()) if cam.last else ""
-            state = "online" if st.online else f"OFFLINE ({st.last_error})"
-            log.info(
-                "%s: %d people %s| in %.1f fps, detect %.1f fps, dropped %d | %s",
-                cam.name,
-                people,
-                f"[{zones}] " if zones else "",
-                st.input_fps,
-                det_fps,
-                cam.dropped,
-                state,
-            )
-            if self.store is not None:
-                self._publish_status(cam, st, det_fps, people)
-
-    def _report_speakers(self) -> None:
-        """Log speaker health when it changes, and keep it in Redis for the web page."""
-        if self.speaker_health is None:
-            return
-        for name, health in self.speaker_health.status().items():
-            if health is None:
-                continue
-            if self._speaker_problems.get(name, "unset") != health.problem:
-                if health.ok:
-                    log.info("speaker %s: healthy", name)
-                else:
-                    log.warning("speaker %s: %s", name, health.problem)
-                self._speaker_problems[name] = health.problem
-            if self.store is not None:
-                status: dict[str, str | int | float] = {
-                    "ok": int(health.ok),
-                    "problem": health.problem or "",
-                    "checked_ts": health.checked_at,
-                }
-                try:
-                    self.store.publish_speaker_status(name, status, ttl_s=int(self.loaded.config.status_interval_s * 4))
-                except redis.RedisError as exc:
-                    log.error("could not publish status of speaker %s: %s", name, exc)
-
-    def _publish_status(self, cam: CameraRuntime, st: WorkerStatus, det_fps: float, people: int) -> None:
-        """Camera status and a fresh annotated live snapshot, for the web page and other machines."""
-        assert self.store is not None
-        snapshot = ""
-        if cam.last is not None and cam.last_frame is not None:
-            polygons = cam.zone_polygons(cam.last_frame.size)
-            image = annotate(cam.last_frame.image, cam.last.detections, polygons, scale=cam.last_frame.scale)
-            snapshot = str(write_jpeg(self.data_dir / "live" / f"{cam.name}.jpg", image, quality=75))
-        zones = {z: c.count for z, c in cam.last.zones.items()} if cam.last else {}
-        status: dict[str, str | int | float] = {
-            "online": int(st.online),
-            "people": people,
-            "zones": json.dumps(zones),
-            "input_fps": st.input_fps,
-            "detect_fps": round(det_fps, 2),
-            "dropped": cam.dropped,
-            "reconnects": st.reconnects,
-            "last_frame_ts": st.last_frame_ts or 0,
-            "last_error": st.last_error or "",
-            "width": st.width or 0,
-            "height": st.height or 0,
-            "snapshot": snapshot,
-            "url": cam.worker.source.redacted(),
-            "updated_ts": time.time(),
-        }
-        try:
-            self.store.publish_camera_status(cam.name, status, ttl_s=int(self.loaded.config.status_interval_s * 4))
-        except redis.RedisError as exc:
-            log.error("could not publish status of %s: %s", cam.name, exc)
+        """One console line per camera and speaker health changes; the same in Redis for other machines."""
+        if self.status is not None:
+            self.status.report(self.cameras.values(), self.speaker_health)

@@ -48,7 +48,6 @@ def web_config(loaded: LoadedConfig) -> WebConfig:
     return section if isinstance(section, WebConfig) else WebConfig()
 
 
-
 def read_password() -> str:
     """From a terminal: asked twice without echo; from a pipe: the first line."""
     if sys.stdin.isatty():
