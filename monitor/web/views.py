@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from monitor.config import LoadedConfig
 from monitor.redact import SECRET_FIELDS
-from monitor.store.incidents import CAMERAS, INDEX, camera_key, incident_key, iso
+from monitor.store.incidents import CAMERAS, INDEX, IncidentStore, camera_key, iso
 
 STATUSES = ("open", "closed", "acknowledged", "false_alarm")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
@@ -232,11 +232,7 @@ def camera_detail(client: redis.Redis, config: LoadedConfig | None, name: str) -
 
 def records(client: redis.Redis, ids: list[str]) -> Iterator[dict[str, Any]]:
     """Incident records for ids, fetched in chunks (missing ones skipped)."""
-    for start in range(0, len(ids), SCAN_CHUNK):
-        chunk = ids[start : start + SCAN_CHUNK]
-        for raw in client.mget([incident_key(i) for i in chunk]) if chunk else []:
-            if raw is not None:
-                yield dict(json.loads(raw))
+    return IncidentStore(client).records(ids, SCAN_CHUNK)
 
 
 def _media_url(rec: dict[str, Any], kind: str) -> str | None:
