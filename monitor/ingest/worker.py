@@ -171,17 +171,21 @@ class StreamWorker:
             log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
             self._set_status(online=True, last_error=None)
             sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
+            strategy: tuple[bool, float | None] | None = None  # (keyframes only, GOP) as last applied
+            tb = float(stream.time_base or 0)
             try:
                 for packet, item in self._packets(container, stream):
                     self.ring.push(item)
                     self._count_packet(item.ts)
                     if sampler is not None and sampler.on_packet(item.ts, item.keyframe):
-                        stream.codec_context.skip_frame = "NONKEY" if sampler.keyframes_only else "DEFAULT"
+                        if strategy != (sampler.keyframes_only, sampler.keyframe_interval):
+                            strategy = (sampler.keyframes_only, sampler.keyframe_interval)  # changes rarely
+                            stream.codec_context.skip_frame = "NONKEY" if strategy[0] else "DEFAULT"
+                            self._set_status(keyframes_only=strategy[0], gop_s=strategy[1])
                         for frame in packet.decode():
-                            ts = item.ts + ((frame.pts or 0) - (packet.pts or 0)) * float(stream.time_base or 0)
+                            ts = item.ts + ((frame.pts or 0) - (packet.pts or 0)) * tb
                             if sampler.due(ts):
                                 self._publish(ts, frame)
-                        self._set_status(keyframes_only=sampler.keyframes_only, gop_s=sampler.keyframe_interval)
                     self._finish_clips(force=False, template=stream)
             finally:
                 self._finish_clips(force=True, template=stream)  # while the container can still serve as template
