@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,7 @@ class CameraRuntime:
     last_seq: int = 0
     dropped: int = 0
     detections: int = 0
-    detect_times: list[float] = field(default_factory=list)
+    detect_times: deque[float] = field(default_factory=lambda: deque(maxlen=20))  # for the detect rate
     last: Observation | None = None
     last_frame: Frame | None = None
     offline: OfflineState | None = None

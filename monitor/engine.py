@@ -259,7 +259,7 @@ class Engine:
             if self.metrics is not None:
                 self.metrics.inference(time.monotonic() - t0)
             for (cam, frame), detections in zip(group, results, strict=True):
-                cam.detect_times = [*cam.detect_times[-19:], time.monotonic()]
+                cam.detect_times.append(time.monotonic())
                 cam.detections += 1
                 if self.metrics is not None:
                     self.metrics.detection(cam.name, time.monotonic() - frame.arrived)
