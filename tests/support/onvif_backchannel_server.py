@@ -9,14 +9,14 @@ Prints 'READY rtsp://127.0.0.1:PORT/cam' once listening. Stops on SIGTERM/SIGINT
 """
 
 import argparse
-import signal
 import sys
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gst, GstRtspServer  # noqa: E402
+from rtsp_loop_server import serve  # noqa: E402  (same folder: the script's own directory is on sys.path)
 
 # The camera's own stream: a silent live audio track (a real camera also has video; not needed here).
 MEDIA = (
@@ -55,13 +55,7 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(a.port))
     server.get_mount_points().add_factory("/cam", factory)
-    if server.attach(None) == 0:
-        sys.exit("attach failed (port busy?)")
-    print(f"READY rtsp://127.0.0.1:{server.get_bound_port()}/cam", flush=True)
-    loop = GLib.MainLoop()
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    loop.run()
+    serve(server, lambda port: f"rtsp://127.0.0.1:{port}/cam")
 
 
 if __name__ == "__main__":

@@ -67,9 +67,14 @@ def main():
         )
         factory.connect("media-configure", _on_media_configure)
         mounts.add_factory("/" + name, factory)
+    serve(server, lambda port: f"rtsp://{args.address}:{port}")
+
+
+def serve(server, url_of_port):
+    """Attach, print 'READY <url>' for the test fixture, run until SIGTERM/SIGINT (shared by the test servers)."""
     if server.attach(None) == 0:
         sys.exit("attach failed (port busy?)")
-    print(f"READY rtsp://{args.address}:{server.get_bound_port()}", flush=True)
+    print(f"READY {url_of_port(server.get_bound_port())}", flush=True)
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
