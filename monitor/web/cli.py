@@ -12,9 +12,8 @@ from typing import Any
 
 import redis
 
-from monitor.config import LoadedConfig, load_or_report
+from monitor.config import load_or_report
 from monitor.web.auth import ROLES, Auth, User
-from monitor.web.config import WebConfig
 
 log = logging.getLogger("monitor.web")
 DEFAULT_CONFIG = "streams.yaml"
@@ -40,12 +39,6 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default=None, help="bind address (default: web.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: web.port, 8080)")
     serve.set_defaults(func=cmd_serve)
-
-
-def web_config(loaded: LoadedConfig) -> WebConfig:
-    """The config's ``web:`` section, or the defaults while monitor.config has none."""
-    section = getattr(loaded.config, "web", None)
-    return section if isinstance(section, WebConfig) else WebConfig()
 
 
 def read_password() -> str:
@@ -89,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from monitor.web.app import create_app
     from monitor.web.server import WebServer
 
-    web = web_config(loaded)
+    web = loaded.config.web
     client, embedded = connect(loaded.config.redis_url, loaded.data_dir)
     try:
         server = WebServer(create_app(client, loaded), args.host or web.host, args.port or web.port, "info")
