@@ -21,7 +21,6 @@ A camera count is "held" when fewer than 5% of scheduled detections are missing.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import statistics
@@ -53,50 +52,79 @@ DROP_LIMIT = 0.05
 PEER_STAGGER_S = 0.7
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# name -> (ffmpeg scale, encoder bitrate). Temporal noise makes every frame distinct like a real sensor
-# (10 fps source upsampled by frame blending to 25 fps; GOP 50 = 2 s, no B-frames, like most cameras).
-VARIANTS: dict[str, tuple[str, str]] = {"1080p25": ("1920:1080", "4M"), "360p25": ("640:360", "600k")}
+# name -> (ffmpeg scale, encoder bitrate, GOP frames). Temporal noise makes every frame distinct like a
+# real sensor (10 fps source upsampled by frame blending to 25 fps; no B-frames, like most cameras).
+# GOP 50 = 2 s is a common camera default; many cameras let the sub-stream's I-frame interval be set
+# apart, and a 0.5 s GOP there lets the engine decode keyframes only.
+VARIANTS: dict[str, tuple[str, str, int]] = {
+    "1080p25": ("1920:1080", "4M", 50),
+    "360p25": ("640:360", "600k", 50),
+    "360p25-gop0.5s": ("640:360", "700k", 12),
+}
+# A dual-input camera as deployed: the engine detects on the sub-stream and records the main stream
+# (demuxed into the pre-event ring, never decoded); the peer has only one input and reads the main stream.
+DUAL_INPUTS = {"dual": ("360p25", "1080p25"), "dual-gop0.5s": ("360p25-gop0.5s", "1080p25")}  # (detect, record)
+MOUNTS_PER_SERVER = 4  # several small server processes: one GStreamer server aborted under many clients
 
 
 # -- media and server ------------------------------------------------------------------------------
 def make_media(variant: str, seconds: int = 20) -> Path:
     """The camera-like clip for ``variant``, encoded once into MEDIA_DIR (not committed)."""
-    scale, bitrate = VARIANTS[variant]
-    out = MEDIA_DIR / f"square_{variant}_gop2s_{seconds}s.mp4"
+    scale, bitrate, gop = VARIANTS[variant]
+    out = MEDIA_DIR / f"square_{variant}_gop{gop}_{seconds}s.mp4"
     if out.is_file():
         return out
     MEDIA_DIR.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".part.mp4")
     vf = f"scale={scale}:flags=bicubic,framerate=fps=25,noise=alls=4:allf=t"
     cmd = ["ffmpeg", "-y", "-loglevel", "error", "-i", str(SOURCE), "-t", str(seconds), "-an", "-vf", vf]
-    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-bf", "0", "-g", "50"]
-    cmd += ["-keyint_min", "50", "-sc_threshold", "0", "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", "8M"]
+    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-bf", "0", "-g", str(gop)]
+    cmd += ["-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", "8M"]
     cmd += ["-pix_fmt", "yuv420p", str(tmp)]
     subprocess.run(cmd, check=True)
     os.replace(tmp, out)
     return out
 
 
+def camera_media(variant: str) -> dict[str, Path]:
+    """Mount name suffix -> clip for one camera of ``variant`` (two inputs for the dual camera)."""
+    if variant in DUAL_INPUTS:
+        detect, record = DUAL_INPUTS[variant]
+        return {"sub": make_media(detect), "main": make_media(record)}
+    return {"main": make_media(variant)}
+
+
 @contextmanager
-def rtsp_server(media: Path, mounts: int) -> Iterator[tuple[str, int]]:
-    """A GStreamer RTSP server with ``mounts`` mounts of ``media`` (cam0..); yields (base URL, pid).
+def rtsp_servers(variant: str, cameras: int) -> Iterator[tuple[list[dict[str, str]], list[int]]]:
+    """GStreamer RTSP servers with one mount per camera input; yields ([{input: url}] per camera, pids).
 
     One mount per camera: each mount's timeline starts when its first client connects, so the
     cameras are out of phase like real ones instead of all delivering frames at the same instant.
+    At most MOUNTS_PER_SERVER cameras share a server process.
     """
-    args = ["/usr/bin/python3", str(SERVER), "--port", "0"]
-    for i in range(mounts):
-        args += ["--stream", f"cam{i}={media}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    media = camera_media(variant)
+    procs: list[subprocess.Popen[str]] = []
+    urls: list[dict[str, str]] = []
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"RTSP server did not start: {line!r}")
-        yield line.split()[1], proc.pid
+        for first in range(0, cameras, MOUNTS_PER_SERVER):
+            group = range(first, min(cameras, first + MOUNTS_PER_SERVER))
+            args = ["/usr/bin/python3", str(SERVER), "--port", "0"]
+            for i in group:
+                args += [arg for key, path in media.items() for arg in ("--stream", f"cam{i}{key}={path}")]
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+            procs.append(proc)
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("READY"):
+                raise RuntimeError(f"RTSP server did not start: {line!r}")
+            base = line.split()[1]
+            urls += [{key: f"{base}/cam{i}{key}" for key in media} for i in group]
+        yield urls, [p.pid for p in procs]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
 
 
 # -- per-process measurement -----------------------------------------------------------------------
@@ -173,9 +201,11 @@ def _measure(tally: Tally, duration_s: float, decode_tids: set[int], started: th
         for tid, (name, c1) in threads1.items()
         if tid in decode_tids or name.startswith("av:")
     )
-    names: dict[str, float] = {}
+    by_role: dict[str, float] = {}  # Python threads by name; threads the runtimes start natively are "native"
+    py_names = {t.native_id: t.name.split(" (")[0].rstrip("_0123456789") for t in threading.enumerate()}
     for tid, (name, c1) in threads1.items():
-        names[name] = names.get(name, 0.0) + c1 - threads0.get(tid, (name, 0.0))[1]
+        role = "ingest" if tid in decode_tids or name.startswith("av:") else py_names.get(tid, "native")
+        by_role[role] = by_role.get(role, 0.0) + c1 - threads0.get(tid, (name, 0.0))[1]
     per_camera = DETECT_FPS * window
     scheduled = per_camera * tally.cameras
     missing = sum(max(0.0, per_camera - c) for c in counts)  # per camera: one fast camera cannot hide a slow one
@@ -195,7 +225,7 @@ def _measure(tally: Tally, duration_s: float, decode_tids: set[int], started: th
         "latency_ms_p95": round(1e3 * lat_sorted[int(0.95 * (len(lat_sorted) - 1))], 1) if lat else None,
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(peak, 1),
-        "threads_cpu_s": {k: round(v, 2) for k, v in sorted(names.items(), key=lambda kv: -kv[1])[:8]},
+        "cpu_cores_by_thread": {k: round(v / window, 3) for k, v in sorted(by_role.items(), key=lambda kv: -kv[1])},
     }
 
 
@@ -211,27 +241,38 @@ class EngineLoop(Engine):
         return None
 
 
-def run_engine(urls: list[str], duration_s: float, imgsz: int, backend: str, threads: int | None) -> dict[str, Any]:
-    """StreamWorker per camera + the engine's batched detect loop with the fastest detector."""
-    det = create_detector(DetectorConfig.model_validate({"imgsz": imgsz, "backend": backend, "threads": threads}))
+def run_engine(
+    cameras: list[dict[str, str]], duration_s: float, imgsz: int, detector: dict[str, Any]
+) -> dict[str, Any]:
+    """StreamWorker(s) per camera + the engine's batched detect loop with the fastest detector."""
+    det = create_detector(DetectorConfig.model_validate({"imgsz": imgsz, **detector}))
     cams: list[CameraRuntime] = []
-    for i, url in enumerate(urls):
-        # as the engine builds it: sampled frames converted straight to the detector's size where supported
-        kwargs: dict[str, Any] = {"max_side": imgsz} if "max_side" in inspect.signature(StreamWorker).parameters else {}
-        worker = StreamWorker(f"cam{i}", Source(url, is_file=False), DETECT_FPS, 8.0, **kwargs)
-        extra: dict[str, Any] = {"recorder": worker} if "recorder" in CameraRuntime.__dataclass_fields__ else {}
-        config = CameraConfig.model_validate({"url": url, "detect_fps": DETECT_FPS})
-        cams.append(CameraRuntime(f"cam{i}", config, worker, detector=det, **extra))
+    for i, inputs in enumerate(cameras):
+        # as make_workers builds them: sampled frames converted straight to the detector's size; a second
+        # input is record-only (packets into the pre-event ring, never decoded)
+        detect_url = inputs.get("sub", inputs["main"])
+        worker = StreamWorker(f"cam{i}", Source(detect_url, is_file=False), DETECT_FPS, 8.0, max_side=imgsz)
+        recorder = worker
+        if "sub" in inputs:
+            recorder = StreamWorker(f"cam{i}/record", Source(inputs["main"], is_file=False), None, 8.0)
+        if "sub" in inputs:
+            config = CameraConfig.model_validate(
+                {"inputs": {"detect": detect_url, "record": inputs["main"]}, "detect_fps": DETECT_FPS}
+            )
+        else:
+            config = CameraConfig.model_validate({"url": detect_url, "detect_fps": DETECT_FPS})
+        cams.append(CameraRuntime(f"cam{i}", config, worker, recorder, detector=det))
     loop = EngineLoop({c.name: c for c in cams})
-    for cam in cams:
-        cam.worker.start()
+    workers = {id(w): w for cam in cams for w in (cam.worker, cam.recorder)}.values()
+    for w in workers:
+        w.start()
     tally = Tally(len(cams))
     started = threading.Event()
     result: dict[str, Any] = {}
     decode_tids: set[int] = set()
 
     def measure() -> None:
-        decode_tids.update(c.worker._thread.native_id or 0 for c in cams)
+        decode_tids.update(w._thread.native_id or 0 for w in workers)
         result.update(_measure(tally, duration_s, decode_tids, started))
 
     meter = threading.Thread(target=measure)
@@ -248,15 +289,16 @@ def run_engine(urls: list[str], duration_s: float, imgsz: int, backend: str, thr
                 tally.record(i, now - cam.last.ts)  # Frame.ts = wall time the packet arrived
         if all(seen):
             started.set()
-    for cam in cams:
-        cam.worker.stop(2)
+    for w in workers:
+        w.stop(2)
+    result["record_ring_packets"] = sum(len(cam.recorder.ring) for cam in cams) if cams else 0
     result["detector"] = det.describe()
     result["engine_dropped_superseded"] = sum(c.dropped for c in cams)
     result["sampling"] = [asdict(c.worker.status()) for c in cams[:1]]
     return result
 
 
-def run_peer(urls: list[str], duration_s: float, imgsz: int, vid_stride: int) -> dict[str, Any]:
+def run_peer(cameras: list[dict[str, str]], duration_s: float, imgsz: int, vid_stride: int) -> dict[str, Any]:
     """One Ultralytics predict(stream=True) loop per camera, each in a thread with its own .pt model."""
     import cv2
 
@@ -284,6 +326,7 @@ def run_peer(urls: list[str], duration_s: float, imgsz: int, vid_stride: int) ->
     from ultralytics.models import YOLO
 
     model_path = ensure_default_model(ROOT / "models")
+    urls = [inputs["main"] for inputs in cameras]  # one input: the main stream
     tally = Tally(len(urls))
     started = threading.Event()
     first = [False] * len(urls)
@@ -344,25 +387,30 @@ class Trial:
     server_cpu_cores: float
 
 
-def trial(mode: str, variant: str, media: Path, k: int, args: argparse.Namespace) -> Trial:
-    """A fresh RTSP server (one mount per camera) and one worker subprocess for ``k`` cameras.
+def trial(mode: str, variant: str, k: int, args: argparse.Namespace) -> Trial:
+    """Fresh RTSP servers (one mount per camera input) and one worker subprocess for ``k`` cameras.
 
     Fresh per trial: the GStreamer server has been seen to abort (gst_rtsp_media_get_rates assertion)
     after many clients came and went, which would fail every later trial.
     """
-    with rtsp_server(media, k) as (base_url, server_pid):
-        return _trial(mode, variant, base_url, server_pid, k, args)
+    with rtsp_servers(variant, k) as (cameras, server_pids):
+        return _trial(mode, variant, cameras, server_pids, args)
 
 
-def _trial(mode: str, variant: str, base_url: str, server_pid: int, k: int, args: argparse.Namespace) -> Trial:
-    urls = [f"{base_url}/cam{i}" for i in range(k)]
+def _trial(
+    mode: str, variant: str, cameras: list[dict[str, str]], server_pids: list[int], args: argparse.Namespace
+) -> Trial:
+    k = len(cameras)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--duration", str(args.duration)]
-    cmd += ["--imgsz", str(args.imgsz), "--backend", args.backend, "--vid-stride", str(args.vid_stride)]
-    cmd += ["--threads", str(args.threads), *urls] if args.threads else urls
+    cmd += ["--imgsz", str(args.imgsz), "--engine-detector", args.engine_detector, "--vid-stride", str(args.vid_stride)]
+    cmd += [json.dumps(inputs) for inputs in cameras]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    srv0, t0 = _proc_cpu(server_pid), time.monotonic()
+    srv0, t0 = sum(_proc_cpu(pid) for pid in server_pids), time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.duration + 240, check=False)
-    server = (_proc_cpu(server_pid) - srv0) / (time.monotonic() - t0)
+    try:
+        server = (sum(_proc_cpu(pid) for pid in server_pids) - srv0) / (time.monotonic() - t0)
+    except OSError:  # a server process died: the trial says so below
+        server = float("nan")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:  # counts as not held; the search goes on
         print(f"  {mode} K={k}: worker failed ({proc.returncode}): {proc.stderr[-1500:]}", flush=True)
@@ -372,29 +420,29 @@ def _trial(mode: str, variant: str, base_url: str, server_pid: int, k: int, args
     t = Trial(mode, variant, k, held, figures, round(server, 3))
     f = figures
     print(
-        f"  {mode:6s} {variant:8s} K={k:2d} {'HELD' if held else 'lost'}: dropped {100 * f['dropped_frac']:.1f}% "
+        f"  {mode:6s} {variant:14s} K={k:2d} {'HELD' if held else 'lost'}: dropped {100 * f['dropped_frac']:.1f}% "
         f"cpu/cam-s {f['cpu_s_per_camera_s']:.3f} (cores {f['cpu_cores_used']:.2f}) "
         f"decode {100 * f['decode_share']:.0f}% "
         f"lat p50/p95 {f['latency_ms_p50']}/{f['latency_ms_p95']} ms rss {f['rss_mb']:.0f} MB "
-        f"(server {server:.2f} cores)",
+        f"(servers {server:.2f} cores)",
         flush=True,
     )
     return t
 
 
 def capacity(
-    mode: str, variant: str, media: Path, start: int, step: int, cap: int, args: argparse.Namespace
+    mode: str, variant: str, start: int, step: int, cap: int, args: argparse.Namespace
 ) -> tuple[int, list[Trial]]:
     """Most cameras held: walk up from ``start`` while held, or down until held."""
     trials: list[Trial] = []
     k = start
-    first = trial(mode, variant, media, k, args)
+    first = trial(mode, variant, k, args)
     trials.append(first)
     direction = step if first.held else -step
     best = k if first.held else 0
     while 1 <= k + direction <= cap:
         k += direction
-        t = trial(mode, variant, media, k, args)
+        t = trial(mode, variant, k, args)
         trials.append(t)
         if direction > 0 and not t.held:
             break
@@ -408,28 +456,41 @@ def capacity(
 def main(argv: list[str] | None = None) -> int:
     """CLI: orchestrate (default) or run one worker (--worker)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 360p only, K=2, 6 s windows")
-    ap.add_argument("--variants", default="360p25,1080p25", help="comma list of " + ",".join(VARIANTS))
+    ap.add_argument("--quick", action="store_true", help="smoke run: like-for-like only, K=2, 6 s windows")
+    ap.add_argument(
+        "--variants",
+        default="360p25,1080p25,dual,dual-gop0.5s",
+        help="comma list of " + ",".join([*VARIANTS, *DUAL_INPUTS]),
+    )
     ap.add_argument("--modes", default="engine,peer")
     ap.add_argument("--duration", type=float, default=12.0, help="measured seconds per trial")
     ap.add_argument("--imgsz", type=int, default=640, help="inference size for both (default 640)")
-    ap.add_argument("--backend", default="auto", help="engine detector backend")
-    ap.add_argument("--threads", type=int, default=None, help="engine detector threads (default: half the cores)")
+    ap.add_argument(
+        "--engine-detector", default="{}", help="engine DetectorConfig overrides as JSON, e.g. '{\"streams\": 1}'"
+    )
     ap.add_argument("--vid-stride", type=int, default=12, help="peer: detect every Nth frame (25/12 = 2.08/s)")
     ap.add_argument("--same-k", type=int, default=4, help="cameras for the like-for-like cost trial")
-    ap.add_argument("--start", default="engine:360p25=20,engine:1080p25=8,peer:360p25=12,peer:1080p25=4")
+    ap.add_argument(
+        "--start",
+        default="engine:360p25=35,engine:1080p25=12,engine:dual=30,engine:dual-gop0.5s=40,"
+        "peer:360p25=10,peer:1080p25=5,peer:dual=5,peer:dual-gop0.5s=5",
+        help="first K of each capacity search (mode:variant=K)",
+    )
+    ap.add_argument("--max-cameras", type=int, default=80, help="capacity search stops here")
     ap.add_argument("--json", type=Path, default=None, help="write all trials here")
     ap.add_argument("--worker", choices=["engine", "peer"], help=argparse.SUPPRESS)
-    ap.add_argument("urls", nargs="*", help=argparse.SUPPRESS)
+    ap.add_argument("cameras", nargs="*", help=argparse.SUPPRESS)  # worker: one JSON {input: url} per camera
     args = ap.parse_args(argv)
+    cameras = [json.loads(c) for c in args.cameras]
     if args.worker == "engine":
-        print(json.dumps(run_engine(args.urls, args.duration, args.imgsz, args.backend, args.threads)), flush=True)
+        detector = json.loads(args.engine_detector)
+        print(json.dumps(run_engine(cameras, args.duration, args.imgsz, detector)), flush=True)
         os._exit(0)  # reader threads of stopped streams must not delay the exit
     if args.worker == "peer":
-        print(json.dumps(run_peer(args.urls, args.duration, args.imgsz, args.vid_stride)), flush=True)
+        print(json.dumps(run_peer(cameras, args.duration, args.imgsz, args.vid_stride)), flush=True)
         os._exit(0)
     if args.quick:
-        args.variants, args.duration, args.same_k = "360p25", 6.0, 2
+        args.duration, args.same_k = 6.0, 2
     variants = args.variants.split(",")
     modes = args.modes.split(",")
     starts = {key: int(v) for key, v in (item.split("=") for item in args.start.split(","))}
@@ -437,16 +498,15 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, dict[str, Any]] = {}
     print(f"machine: {os.cpu_count()} CPUs; imgsz {args.imgsz}; {args.duration:.0f} s windows", flush=True)
     for variant in variants:
-        media = make_media(variant)
-        print(f"{variant}: {media.name}", flush=True)
+        print(f"{variant}: {', '.join(p.name for p in camera_media(variant).values())}", flush=True)
         for mode in modes:
-            same = trial(mode, variant, media, args.same_k, args)
+            same = trial(mode, variant, args.same_k, args)
             all_trials.append(same)
             entry: dict[str, Any] = {"same_k": asdict(same)}
             if not args.quick:
                 start = starts.get(f"{mode}:{variant}", 4)
-                step = max(1, start // 4)
-                best, trials = capacity(mode, variant, media, start, step, 40, args)
+                step = max(1, start // 5)
+                best, trials = capacity(mode, variant, start, step, args.max_cameras, args)
                 all_trials.extend(trials)
                 entry["capacity"] = best
             summary[f"{mode}:{variant}"] = entry

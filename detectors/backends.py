@@ -7,7 +7,7 @@ from pathlib import Path
 from detectors.base import Detector, DetectorError
 from detectors.config import DetectorConfig
 from detectors.export import ExportFormat, ExportSettings, ensure_export
-from detectors.native import NativeDetector, Runner, default_threads
+from detectors.native import NativeDetector, Runner, inference_parallelism
 from detectors.select import BackendChoice
 from detectors.yolo import UltralyticsDetector
 
@@ -24,17 +24,17 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
         raise DetectorError(f"no exported-model backend {choice.backend!r}")
     fmt: ExportFormat = "openvino" if choice.backend == "openvino" else "onnx"
     exported = ensure_export(source, ExportSettings(fmt, dynamic=True))
-    threads = default_threads(config)
+    threads, streams = inference_parallelism(config)
     runner: Runner
     try:
         if choice.backend == "openvino":
             from detectors.openvino_backend import OpenVinoRunner
 
-            runner = OpenVinoRunner(exported.path, threads)
+            runner = OpenVinoRunner(exported.path, threads, streams)
         else:
             from detectors.onnx_backend import OnnxRuntimeRunner
 
-            runner = OnnxRuntimeRunner(exported.path, threads)
+            runner = OnnxRuntimeRunner(exported.path, threads, streams)
     except Exception as exc:  # runtimes raise their own types for unreadable models
         raise DetectorError(f"cannot open {exported.path} with {choice.backend}: {exc}") from exc
     return NativeDetector(config, runner, exported, source.name, choice.backend, choice.reason)

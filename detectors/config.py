@@ -116,8 +116,17 @@ class DetectorConfig(BaseModel):
         default=None,
         ge=1,
         description=(
-            "Inference threads for OpenVINO/ONNX Runtime. None = half the CPU cores (at least 1): decoding "
-            "needs the rest, and on 2 cores a 2-thread model next to decoders is slower than a 1-thread one."
+            "Threads per inference stream for OpenVINO/ONNX Runtime. None = 1: on small CPUs several "
+            "1-thread streams beat one multi-thread stream (56 vs 46 frames/s on 2 cores, bench/RESULTS.md)."
+        ),
+    )
+    streams: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Inference requests run at the same time for OpenVINO/ONNX Runtime; a batch of cameras is split "
+            "across them. None = one per `threads` worth of CPU cores, so detection can use every core while "
+            "the decoders take what they need."
         ),
     )
     tiles: TilingConfig | None = Field(

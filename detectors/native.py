@@ -6,11 +6,13 @@ Skipping Ultralytics saves its 3-5 ms/frame wrapper cost and keeps torch out of 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -26,16 +28,28 @@ log = logging.getLogger(__name__)
 PERSON_CLASS = 0
 
 
-def default_threads(config: DetectorConfig) -> int:
-    """Inference threads: the configured count, else half the cores (decoders need the rest)."""
-    if config.threads is not None:
-        return config.threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // 2)
+def cpu_count() -> int:
+    """CPU cores this process may run on (its affinity mask, not the whole machine)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def inference_parallelism(config: DetectorConfig) -> tuple[int, int]:
+    """(threads per stream, streams): the configured values, else 1 thread and one stream per core.
+
+    Streams only run when there is a batch to split, so the decoders get the cores back in between.
+    """
+    threads = config.threads or 1
+    streams = config.streams or max(1, cpu_count() // threads)
+    return threads, streams
 
 
 class Runner(Protocol):
-    """One loaded inference session."""
+    """One loaded inference session; ``streams`` calls may run at the same time from different threads."""
+
+    @property
+    def streams(self) -> int:
+        """How many calls can run concurrently (each on its own infer request and threads)."""
+        ...
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Raw head output (N, 4 + classes + extra, anchors) for an (N, 3, H, W) batch."""
@@ -60,6 +74,7 @@ class NativeDetector:
         self._backend = backend
         self._name = f"{label}@{config.imgsz}"
         self._num_classes = len(model.names)
+        self._pool = ThreadPoolExecutor(runner.streams, "infer") if runner.streams > 1 else None
         started = time.perf_counter()
         self.detect([np.zeros((config.imgsz, config.imgsz, 3), np.uint8)])
         log.info("loaded %s, warm-up %.0f ms", self.describe(), (time.perf_counter() - started) * 1e3)
@@ -104,12 +119,32 @@ class NativeDetector:
             plan = Letterbox.plan((image.shape[0], image.shape[1]), c.imgsz, self._model.stride)
             plans.append(plan)
             groups[plan.input_hw].append(i)
+        streams = self._runner.streams
+        jobs = [chunk for ids in groups.values() for chunk in split_for_streams(ids, streams, c.max_batch)]
         out: list[Detections] = [Detections.empty()] * len(images)
         kpt = self._model.kpt_shape
-        for indices in groups.values():
-            for start in range(0, len(indices), c.max_batch):
-                chunk = indices[start : start + c.max_batch]
-                pred = self._runner(preprocess([images[i] for i in chunk], [plans[i] for i in chunk]))
-                for row, i in enumerate(chunk):
-                    out[i] = decode(pred[row], plans[i], self._num_classes, kpt, c.confidence, c.iou, PERSON_CLASS)
+
+        def run(chunk: list[int]) -> None:
+            pred = self._runner(preprocess([images[i] for i in chunk], [plans[i] for i in chunk]))
+            for row, i in enumerate(chunk):
+                out[i] = decode(pred[row], plans[i], self._num_classes, kpt, c.confidence, c.iou, PERSON_CLASS)
+
+        if self._pool is None or len(jobs) == 1:
+            for chunk in jobs:
+                run(chunk)
+        else:
+            for future in [self._pool.submit(run, chunk) for chunk in jobs]:
+                future.result()  # re-raises a failed chunk's error here
         return out
+
+
+def split_for_streams(indices: list[int], streams: int, max_batch: int) -> list[list[int]]:
+    """Chunks of at most ``max_batch``, as even as can be, their count a multiple of ``streams`` (when there
+    are enough indices) so no stream sits idle while another works through a last chunk."""
+    chunks = -(-len(indices) // max_batch)
+    chunks = min(len(indices), -(-chunks // streams) * streams)
+    if chunks == 0:
+        return []
+    size, extra = divmod(len(indices), chunks)
+    bounds = [i * size + min(i, extra) for i in range(chunks + 1)]
+    return [indices[a:b] for a, b in itertools.pairwise(bounds)]

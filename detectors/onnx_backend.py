@@ -1,4 +1,7 @@
-"""ONNX Runtime CPU session for an exported YOLO model (dynamic axes: any batch, size and aspect)."""
+"""ONNX Runtime CPU session for an exported YOLO model (dynamic axes: any batch, size and aspect).
+
+``InferenceSession.run`` is thread-safe and releases the GIL, so ``streams`` threads share one session.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from numpy.typing import NDArray
 class OnnxRuntimeRunner:
     """A bare ``onnxruntime.InferenceSession``; threads are explicit so the decoders keep their cores."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, streams: int = 1) -> None:
         """Open the session with full graph optimisation and no busy-spinning worker threads."""
         ort: Any = importlib.import_module("onnxruntime")  # deferred, untyped: optional dependency
         opts = ort.SessionOptions()
@@ -25,7 +28,13 @@ class OnnxRuntimeRunner:
         self._session: Any = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._threads = threads
+        self._streams = streams
         self._version = str(ort.__version__)
+
+    @property
+    def streams(self) -> int:
+        """Concurrent calls this runner serves."""
+        return self._streams
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Raw head output for an (N, 3, H, W) batch."""
@@ -34,4 +43,4 @@ class OnnxRuntimeRunner:
 
     def describe(self) -> str:
         """Runtime version and thread count."""
-        return f"onnxruntime {self._version} CPU threads={self._threads}"
+        return f"onnxruntime {self._version} CPU streams={self._streams}x{self._threads} threads"

@@ -22,6 +22,7 @@ import ultralytics
 
 from detectors import Detector, DetectorConfig, choose_backend, create_detector, ensure_default_model
 from detectors.export import ExportedModel, ExportSettings, ensure_export
+from detectors.native import NativeDetector, Runner, split_for_streams
 from detectors.postprocess import box_iou
 from monitor.types import Detections
 
@@ -173,3 +174,61 @@ def test_concurrent_exports_build_once(tmp_path: Path) -> None:
     assert sorted(r.rebuilt for r in results) == [False, True]
     leftovers = [p.name for p in source.with_name("people.exports").iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no temp dirs left behind
+
+
+class _ConcurrencyProbe:
+    """A Runner wrapper that notes how many calls overlapped (the real session does the work)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._lock = threading.Lock()
+        self._running = 0
+        self.most = 0
+
+    @property
+    def streams(self) -> int:
+        return self._runner.streams
+
+    def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with self._lock:
+            self._running += 1
+            self.most = max(self.most, self._running)
+        try:
+            return self._runner(batch)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def describe(self) -> str:
+        return self._runner.describe()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parallel_streams_split_a_batch_without_changing_results(
+    backend: str, model_copy: Path, images: Images
+) -> None:
+    """Two inference streams run chunks of one batch at the same time and give the one-stream results."""
+    one = create_detector(DetectorConfig(model=str(model_copy), backend=backend, streams=1))
+    two = create_detector(DetectorConfig(model=str(model_copy), backend=backend, streams=2, max_batch=2))
+    assert isinstance(two, NativeDetector) and "streams=2x1" in two.describe()
+    probe = _ConcurrencyProbe(two._runner)
+    two._runner = probe
+    batch = [images[n] for n in sorted(images)] * 2
+    expected = one.detect(batch)
+    got = two.detect(batch)
+    assert probe.most == 2
+    for want, have in zip(expected, got, strict=True):
+        assert len(have) == len(want)
+        np.testing.assert_allclose(have.xyxy, want.xyxy, atol=0.5)
+
+
+def test_split_keeps_every_stream_busy() -> None:
+    """Chunks cover the batch in order, respect max_batch, and come in multiples of the stream count."""
+    for n, streams, max_batch in [(24, 2, 8), (5, 2, 8), (1, 2, 8), (7, 3, 2), (16, 1, 8), (0, 2, 8)]:
+        chunks = split_for_streams(list(range(n)), streams, max_batch)
+        assert [i for c in chunks for i in c] == list(range(n))
+        assert all(len(c) <= max_batch for c in chunks)
+        assert len(chunks) % streams == 0 or len(chunks) == n  # fewer items than streams: one each
+        assert max(map(len, chunks), default=0) - min(map(len, chunks), default=0) <= 1
+    # 24 images, 2 streams, max_batch 8: four chunks of 6, not 8 + 8 + 8 with one stream idle for the last
+    assert [len(c) for c in split_for_streams(list(range(24)), 2, 8)] == [6, 6, 6, 6]
