@@ -65,6 +65,7 @@ VARIANTS: dict[str, tuple[str, str, int]] = {
 # (demuxed into the pre-event ring, never decoded); the peer has only one input and reads the main stream.
 DUAL_INPUTS = {"dual": ("360p25", "1080p25"), "dual-gop0.5s": ("360p25-gop0.5s", "1080p25")}  # (detect, record)
 MOUNTS_PER_SERVER = 4  # several small server processes: one GStreamer server aborted under many clients
+SERVER_RETRIES = 2
 
 
 # -- media and server ------------------------------------------------------------------------------
@@ -95,8 +96,8 @@ def camera_media(variant: str) -> dict[str, Path]:
 
 
 @contextmanager
-def rtsp_servers(variant: str, cameras: int) -> Iterator[tuple[list[dict[str, str]], list[int]]]:
-    """GStreamer RTSP servers with one mount per camera input; yields ([{input: url}] per camera, pids).
+def rtsp_servers(variant: str, cameras: int) -> Iterator[tuple[list[dict[str, str]], list[subprocess.Popen[str]]]]:
+    """GStreamer RTSP servers with one mount per camera input; yields ([{input: url}] per camera, processes).
 
     One mount per camera: each mount's timeline starts when its first client connects, so the
     cameras are out of phase like real ones instead of all delivering frames at the same instant.
@@ -119,7 +120,7 @@ def rtsp_servers(variant: str, cameras: int) -> Iterator[tuple[list[dict[str, st
                 raise RuntimeError(f"RTSP server did not start: {line!r}")
             base = line.split()[1]
             urls += [{key: f"{base}/cam{i}{key}" for key in media} for i in group]
-        yield urls, [p.pid for p in procs]
+        yield urls, procs
     finally:
         for proc in procs:
             proc.terminate()
@@ -385,16 +386,25 @@ class Trial:
     held: bool
     figures: dict[str, Any]
     server_cpu_cores: float
+    server_crashes: int = 0  # tries spoiled by an RTSP server abort (the last one counts)
 
 
 def trial(mode: str, variant: str, k: int, args: argparse.Namespace) -> Trial:
     """Fresh RTSP servers (one mount per camera input) and one worker subprocess for ``k`` cameras.
 
     Fresh per trial: the GStreamer server has been seen to abort (gst_rtsp_media_get_rates assertion)
-    after many clients came and went, which would fail every later trial.
+    after many clients came and went, which would fail every later trial. A trial during which a server
+    aborted measures the server, not the client: it is run again (up to SERVER_RETRIES times).
     """
-    with rtsp_servers(variant, k) as (cameras, server_pids):
-        return _trial(mode, variant, cameras, server_pids, args)
+    for attempt in range(SERVER_RETRIES + 1):
+        with rtsp_servers(variant, k) as (cameras, servers):
+            result = _trial(mode, variant, cameras, [p.pid for p in servers], args)
+            crashed = [p.pid for p in servers if p.poll() is not None]
+        if not crashed:
+            return result
+        result.server_crashes = attempt + 1
+        print(f"  {mode} K={k}: RTSP server {crashed} aborted during the trial (try {attempt + 1})", flush=True)
+    return result
 
 
 def _trial(
@@ -477,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         help="first K of each capacity search (mode:variant=K)",
     )
     ap.add_argument("--max-cameras", type=int, default=80, help="capacity search stops here")
+    ap.add_argument("--step", type=int, default=0, help="capacity search step (default: a fifth of the start)")
+    ap.add_argument("--skip-same-k", action="store_true", help="capacity searches only (no like-for-like trial)")
     ap.add_argument("--json", type=Path, default=None, help="write all trials here")
     ap.add_argument("--worker", choices=["engine", "peer"], help=argparse.SUPPRESS)
     ap.add_argument("cameras", nargs="*", help=argparse.SUPPRESS)  # worker: one JSON {input: url} per camera
@@ -500,12 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         print(f"{variant}: {', '.join(p.name for p in camera_media(variant).values())}", flush=True)
         for mode in modes:
-            same = trial(mode, variant, args.same_k, args)
-            all_trials.append(same)
-            entry: dict[str, Any] = {"same_k": asdict(same)}
+            entry: dict[str, Any] = {}
+            if not args.skip_same_k:
+                same = trial(mode, variant, args.same_k, args)
+                all_trials.append(same)
+                entry["same_k"] = asdict(same)
             if not args.quick:
                 start = starts.get(f"{mode}:{variant}", 4)
-                step = max(1, start // 5)
+                step = args.step or max(1, start // 5)
                 best, trials = capacity(mode, variant, start, step, args.max_cameras, args)
                 all_trials.extend(trials)
                 entry["capacity"] = best
@@ -513,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary (engine/peer ratios from this run):")
     for variant in variants:
         e, p = summary.get(f"engine:{variant}"), summary.get(f"peer:{variant}")
-        if not e or not p:
+        if not e or not p or "same_k" not in e or "same_k" not in p:
             continue
         fe, fp = e["same_k"]["figures"], p["same_k"]["figures"]
         k = e["same_k"]["cameras"]

@@ -20,9 +20,10 @@ from monitor.actions.snapshot import annotate, write_jpeg
 from monitor.analyze.filters import count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
 from monitor.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
-from monitor.config import CameraConfig, ConfigError, LoadedConfig, check_files, load_config
+from monitor.config import CameraConfig, LoadedConfig
+from monitor.config_watch import ConfigWatcher
 from monitor.ingest.clips import ClipRequest, ClipResult
-from monitor.reload import config_mtime, plan_reload
+from monitor.reload import plan_reload
 from monitor.rules.models import GatheringRuleConfig, RuleConfig
 from monitor.rules.offline import OfflineState
 from monitor.rules.policy import Decision
@@ -56,7 +57,7 @@ class Engine:
         self.metrics = metrics
         self._detectors: dict[DetectorConfig, Detector] = {}
         self.cameras = {name: self._build_camera(name) for name in cfg.cameras}
-        self._config_mtime = config_mtime(loaded.path)
+        self._watcher = ConfigWatcher(loaded)
         self.store: IncidentStore | None = None
         self.announcer: Announcer | None = None
         self.speaker_health: HealthMonitor | None = None
@@ -170,17 +171,8 @@ class Engine:
     # -- hot reload ----------------------------------------------------------------------------
     def reload_if_changed(self) -> bool:
         """Apply streams.yaml when it was saved since; an invalid file is logged and the running config stays."""
-        mtime = config_mtime(self.loaded.path)
-        if mtime == self._config_mtime:
-            return False
-        self._config_mtime = mtime
-        try:
-            new = load_config(self.loaded.path)
-            problems = check_files(new, decode=False)
-            if problems:
-                raise ConfigError(problems)
-        except ConfigError as exc:
-            log.error("%s changed but is invalid; still running the previous config:\n%s", self.loaded.path, exc)
+        new = self._watcher.poll()
+        if new is None:
             return False
         self.apply_config(new)
         return True

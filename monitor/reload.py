@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from monitor.config import LoadedConfig
 
@@ -21,13 +20,6 @@ INPUT_KEYS = (
     "reconnect_max_s",
     "detector",
 )
-
-
-def config_mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
 
 
 def input_changed(old: LoadedConfig, new: LoadedConfig, name: str) -> bool:

@@ -22,7 +22,16 @@ def test_short_gop_uses_keyframes_only() -> None:
     decoded, sampled = feed(sampler, fps=25, gop_s=0.5, seconds=20)
     assert sampler.keyframes_only
     assert decoded < 100, "after the first GOP is measured, only keyframes are decoded (of 500 packets)"
-    assert 38 <= sampled <= 41, "still 2 detections per second"
+    assert 40 <= sampled <= 42, "every keyframe (12-frame GOP: 2.08/s), so never under 2 detections per second"
+
+
+def test_keyframes_slightly_faster_than_the_detect_rate_are_all_used() -> None:
+    """A 12-frame GOP at 25 fps gives 2.08 keyframes/s: every one is detected, never fewer than 2/s."""
+    sampler = Sampler(detect_fps=2)
+    feed(sampler, fps=25, gop_s=0.48, seconds=2)  # the keyframe interval is measured
+    decoded, sampled = feed(sampler, fps=25, gop_s=0.48, seconds=20)
+    assert sampler.keyframes_only
+    assert sampled == decoded >= 40
 
 
 def test_long_gop_decodes_everything_but_samples_at_the_detect_rate() -> None:

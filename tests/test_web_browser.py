@@ -141,6 +141,8 @@ def test_admin_draws_a_zone_on_the_live_picture_and_saves_it(site: Site, browser
     assert text.startswith(comment), "the integrator's comments survive the edit"
     points = load_config(config_path).config.cameras["gate"].zones["checkpoint"].points
     assert [(round(x, 1), round(y, 1)) for x, y in points] == [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]
+    page.reload()  # the page outlines the saved zone from the re-read file, without a server restart
+    expect(page.locator('#zones polygon[data-zone="checkpoint"]')).to_have_count(1)
 
     viewer = _login(browser, site, "view", "view-pass-1", "/cameras/gate")
     expect(viewer.locator("#zone-save")).to_be_hidden()

@@ -49,6 +49,11 @@ class Sampler:
 
     def due(self, ts: float) -> bool:
         """Whether a decoded frame at ``ts`` should go to the detector (then it is converted to pixels)."""
+        if self.mode == "auto" and self.keyframes_only:
+            # keyframes were chosen because they come at most 5% faster than the detect rate: take each one
+            # (rate-limiting them would drop one every few seconds and fall below the detect rate)
+            self._next_due = ts + self.interval / 2
+            return True
         if ts + 1e-6 < self._next_due:
             return False
         # the next sample is one interval on; after a gap (or a keyframe-only stretch) restart from now

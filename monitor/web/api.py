@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from monitor.config import ConfigError, LoadedConfig
 from monitor.config_edit import set_zone, zone_snippet
+from monitor.config_watch import ConfigWatcher
 from monitor.store.incidents import IncidentStore, camera_key
 from monitor.web import views
 from monitor.web.auth import User, admin_write, operator_write, viewer
@@ -52,8 +53,12 @@ def _redis(request: Request) -> redis.Redis:
 
 
 def _config(request: Request) -> LoadedConfig | None:
-    config: LoadedConfig | None = request.app.state.config
-    return config
+    """The newest valid streams.yaml (re-read after a save, so zones match what the engine now runs)."""
+    watcher: ConfigWatcher | None = request.app.state.config
+    if watcher is None:
+        return None
+    watcher.poll()
+    return watcher.current
 
 
 def _record(request: Request, incident_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import LoadedConfig
+from monitor.config_watch import ConfigWatcher
 from monitor.web import account, api, pages
 from monitor.web.auth import Auth
 from monitor.web.exports import ExportJobs
@@ -76,7 +77,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.redis = store_client
-    app.state.config = config
+    app.state.config = ConfigWatcher(config) if config is not None else None  # follows saved edits
     app.state.exports = ExportJobs(config) if config is not None else None
     app.state.auth = Auth(store_client, secret_key)
     app.state.stopping = threading.Event()  # set on shutdown: event streams end instead of holding it up

@@ -1,0 +1,50 @@
+"""Notice when streams.yaml was saved and re-read it; an invalid file never replaces a working config.
+
+Shared by the engine (which then applies the difference to its cameras) and the web page (which shows
+the zones and cameras of the config the engine runs, not the one it started with).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from monitor.config import ConfigError, LoadedConfig, check_files, load_config
+
+log = logging.getLogger(__name__)
+
+
+def config_mtime(path: Path) -> float | None:
+    """The file's modification time, None when it cannot be read (then nothing is reloaded)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+class ConfigWatcher:
+    """The newest valid config of one file; ``poll()`` is a single ``stat`` while nothing changed."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.current = loaded
+        self._mtime = config_mtime(loaded.path)
+        self._lock = threading.Lock()  # web requests poll from several threads
+
+    def poll(self) -> LoadedConfig | None:
+        """The new config when the file was saved since and is valid; None otherwise (errors are logged)."""
+        with self._lock:
+            mtime = config_mtime(self.current.path)
+            if mtime == self._mtime:
+                return None
+            self._mtime = mtime
+            try:
+                new = load_config(self.current.path)
+                problems = check_files(new, decode=False)
+                if problems:
+                    raise ConfigError(problems)
+            except ConfigError as exc:
+                log.error("%s changed but is invalid; still running the previous config:\n%s", self.current.path, exc)
+                return None
+            self.current = new
+            return new
