@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000"}
 BACKOFF_FIRST_S = 1.0
+# Up to 1080p one decoder thread per camera: the cameras are the parallelism, and FFmpeg's default
+# slice threads cost ~8% more ingest CPU (bench/RESULTS.md). Bigger pictures keep FFmpeg's threads so one
+# 4K camera still decodes in real time.
+SINGLE_THREAD_MAX_PIXELS = 1920 * 1088
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,8 @@ class StreamWorker:
             if not container.streams.video:
                 raise ValueError(f"no video stream in {src.redacted()}")
             stream = container.streams.video[0]
+            if 0 < stream.codec_context.width * stream.codec_context.height <= SINGLE_THREAD_MAX_PIXELS:
+                stream.thread_type, stream.thread_count = "NONE", 1  # before the first decode opens the codec
             log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
             self._set_status(online=True, last_error=None)
             sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
