@@ -117,7 +117,8 @@ class DetectorConfig(BaseModel):
         ge=1,
         description=(
             "Threads per inference stream for OpenVINO/ONNX Runtime. None = 1: on small CPUs several "
-            "1-thread streams beat one multi-thread stream (56 vs 46 frames/s on 2 cores, bench/RESULTS.md)."
+            "1-thread streams beat one multi-thread stream (OpenVINO on 2 cores: 2x1 gives 121 frames/s at "
+            "640x384, 1x1 gives 65; bench/RESULTS.md)."
         ),
     )
     streams: int | None = Field(

@@ -4,7 +4,7 @@ The IR keeps dynamic axes; each distinct input height/width (one per camera aspe
 once with a static size and a dynamic batch (compile 0.15 s; measured 16.7 vs 17.0 ms per
 384x640 frame against a fully dynamic model, 15.5 fully static).
 Thread pinning is off: with pinning, two single-thread OpenVINO streams end up sharing ONE core
-(28 instead of 56 frames/s on 2 cores, see bench/RESULTS.md).
+(28 instead of 56 frames/s on 2 cores, measured in the project's shared perf notes).
 ``streams`` infer requests per shape run at the same time from different threads (the Python
 binding releases the GIL during ``infer``), each on ``threads`` threads.
 """
