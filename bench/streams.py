@@ -35,17 +35,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detectors import DetectorConfig, create_detector
-from monitor.camera import CameraRuntime
-from monitor.config import CameraConfig
+from detectors import create_detector
+from monitor.camera import CameraRuntime, make_workers
+from monitor.config import Config, LoadedConfig
 from monitor.engine import Engine
-from monitor.ingest.worker import Source, StreamWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "tests" / "support" / "rtsp_loop_server.py"
 SOURCE = ROOT / "sample_videos" / "square.mp4"
 MEDIA_DIR = Path(os.environ.get("VM_BENCH_MEDIA", Path(tempfile.gettempdir()) / "vm-bench-media"))
 DETECT_FPS = 2.0
+RING_S = 8.0  # pre-event packet ring per camera (the engine's default pre/post roll plus margin)
 DROP_LIMIT = 0.05
 # The GStreamer RTSP server aborts (gst_rtsp_media_get_rates assertion) when several OpenCV/FFmpeg
 # clients of the peer connect at the same instant; starting the peer's cameras apart avoids it.
@@ -246,23 +246,23 @@ def run_engine(
     cameras: list[dict[str, str]], duration_s: float, imgsz: int, detector: dict[str, Any]
 ) -> dict[str, Any]:
     """StreamWorker(s) per camera + the engine's batched detect loop with the fastest detector."""
-    det = create_detector(DetectorConfig.model_validate({"imgsz": imgsz, **detector}))
-    cams: list[CameraRuntime] = []
+    cameras_config: dict[str, dict[str, Any]] = {}
     for i, inputs in enumerate(cameras):
-        # as make_workers builds them: sampled frames converted straight to the detector's size; a second
-        # input is record-only (packets into the pre-event ring, never decoded)
-        detect_url = inputs.get("sub", inputs["main"])
-        worker = StreamWorker(f"cam{i}", Source(detect_url, is_file=False), DETECT_FPS, 8.0, max_side=imgsz)
-        recorder = worker
-        if "sub" in inputs:
-            recorder = StreamWorker(f"cam{i}/record", Source(inputs["main"], is_file=False), None, 8.0)
-        if "sub" in inputs:
-            config = CameraConfig.model_validate(
-                {"inputs": {"detect": detect_url, "record": inputs["main"]}, "detect_fps": DETECT_FPS}
-            )
-        else:
-            config = CameraConfig.model_validate({"url": detect_url, "detect_fps": DETECT_FPS})
-        cams.append(CameraRuntime(f"cam{i}", config, worker, recorder, detector=det))
+        # a second input is record-only (packets into the pre-event ring, never decoded)
+        source = (
+            {"inputs": {"detect": inputs["sub"], "record": inputs["main"]}}
+            if "sub" in inputs
+            else {"url": inputs["main"]}
+        )
+        cameras_config[f"cam{i}"] = {**source, "detect_fps": DETECT_FPS}
+    config = Config.model_validate({"detector": {"imgsz": imgsz, **detector}, "cameras": cameras_config})
+    loaded = LoadedConfig(config, ROOT / "streams.yaml", {})
+    det = create_detector(config.detector)
+    # built as the engine builds them (make_workers: sampled frames converted straight to the detector's size)
+    cams = [
+        CameraRuntime(name, cam, *make_workers(loaded, name, RING_S), detector=det)
+        for name, cam in config.cameras.items()
+    ]
     loop = EngineLoop({c.name: c for c in cams})
     workers = {id(w): w for cam in cams for w in (cam.worker, cam.recorder)}.values()
     for w in workers:
