@@ -23,6 +23,7 @@ class Sampler:
         self.detect_fps = detect_fps
         self.mode = mode
         self._keyframes: deque[float] = deque(maxlen=6)
+        self._keyframes_only = mode == "keyframes"  # re-decided at each keyframe, read for every packet
         self._next_due = 0.0
 
     @property
@@ -36,20 +37,20 @@ class Sampler:
     @property
     def keyframes_only(self) -> bool:
         """Whether only keyframes need decoding now."""
-        if self.mode != "auto":
-            return self.mode == "keyframes"
-        gop = self.keyframe_interval
-        return gop is not None and gop > 0 and self.detect_fps <= KEYFRAME_SLACK / gop
+        return self._keyframes_only
 
     def on_packet(self, ts: float, keyframe: bool) -> bool:
         """Record a packet; True when it must be decoded."""
         if keyframe:
             self._keyframes.append(ts)
-        return keyframe or not self.keyframes_only
+            if self.mode == "auto":
+                gop = self.keyframe_interval
+                self._keyframes_only = gop is not None and gop > 0 and self.detect_fps <= KEYFRAME_SLACK / gop
+        return keyframe or not self._keyframes_only
 
     def due(self, ts: float) -> bool:
         """Whether a decoded frame at ``ts`` should go to the detector (then it is converted to pixels)."""
-        if self.mode == "auto" and self.keyframes_only:
+        if self.mode == "auto" and self._keyframes_only:
             # keyframes were chosen because they come at most 5% faster than the detect rate: take each one
             # (rate-limiting them would drop one every few seconds and fall below the detect rate)
             self._next_due = ts + self.interval / 2
