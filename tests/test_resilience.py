@@ -14,6 +14,7 @@ import redis
 from detectors import Detector
 from monitor.config import load_config
 from monitor.engine import STALL_S, Engine
+from monitor.ingest.worker import Source, StreamWorker
 from monitor.store.incidents import IncidentStore
 from tests.support.rtsp import RtspCamera
 from tests.support.waiting import wait_until
@@ -81,3 +82,31 @@ def test_killed_camera_goes_offline_and_recovers_while_the_other_keeps_its_rate(
     rate = (yard_samples[-1][1] - yard_samples[0][1]) / span
     assert rate >= 1.6, f"yard kept {rate:.2f} detections/s"
     assert max(gaps) <= 1.5, f"yard detection paused {max(gaps):.1f} s"
+
+
+def test_frozen_camera_is_a_stall_within_its_read_timeout_and_resumes(
+    square_mp4: Path, rtsp_cameras: Callable[[dict[str, Path]], RtspCamera]
+) -> None:
+    """The socket stays open but nothing comes (a hung camera): FFmpeg's socket timeout ends the session."""
+    server = rtsp_cameras({"gate": square_mp4})
+    read_timeout_s = 2.0
+    source = Source(server.url("gate"), False, open_timeout_s=2, read_timeout_s=read_timeout_s, reconnect_max_s=1)
+    worker = StreamWorker("gate", source, 2.0, 2.0)
+    worker.start()
+    try:
+        wait_until(lambda: worker.status().frames > 10, 20, "frames flowing")
+        server.freeze()
+        wait_until(lambda: worker.status().reconnects >= 1, read_timeout_s + 8, "the stall noticed")
+        noticed = time.time()
+        status = worker.status()
+        assert not status.online
+        assert "timed out" in (status.last_error or ""), status.last_error
+        # the server had sent some video ahead before it froze: the timeout counts from the last packet
+        assert status.last_arrival is not None
+        silent = noticed - status.last_arrival
+        assert read_timeout_s - 0.5 <= silent <= read_timeout_s + 1.0, f"stall reported after {silent:.1f} s of silence"
+        server.thaw()
+        before = worker.status().frames
+        wait_until(lambda: worker.status().online and worker.status().frames > before + 10, 15, "frames again")
+    finally:
+        worker.stop()

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import av
 
 from monitor.ingest.sampler import KEYFRAME_SLACK
-from monitor.ingest.worker import RTSP_OPTIONS
+from monitor.ingest.worker import Source, open_arguments
 from monitor.redact import redact_url
 
 SUBSTREAM_ABOVE_PX = 1280  # wider than this: decoding for detection costs more than it needs to
@@ -36,8 +36,8 @@ class ProbeResult:
 
 def probe(url: str, seconds: float = 6.0, detect_fps: float = 2.0, timeout_s: float = 5.0) -> ProbeResult:
     """Read ``seconds`` of the stream's packets (no decoding) and measure rate and keyframe interval."""
-    options = dict(RTSP_OPTIONS) if url.startswith("rtsp") else {}
-    with av.open(url, options=options, timeout=(timeout_s, timeout_s)) as container:
+    options, timeouts = open_arguments(Source(url, is_file=False, open_timeout_s=timeout_s, read_timeout_s=timeout_s))
+    with av.open(url, options=options, timeout=timeouts) as container:
         if not container.streams.video:
             raise ValueError(f"no video stream in {redact_url(url)}")
         stream = container.streams.video[0]

@@ -44,6 +44,16 @@ class RtspCamera:
         if self.proc is not None:
             stop(self.proc, signal.SIGKILL)
 
+    def freeze(self) -> None:
+        """The camera hangs: connections stay open but no data comes (SIGSTOP)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """The hung camera carries on (SIGCONT)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
         """Stop the server."""
         if self.proc is not None:
