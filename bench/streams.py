@@ -109,7 +109,9 @@ def rtsp_servers(variant: str, cameras: int) -> Iterator[tuple[list[dict[str, st
     try:
         for first in range(0, cameras, MOUNTS_PER_SERVER):
             group = range(first, min(cameras, first + MOUNTS_PER_SERVER))
-            args = ["/usr/bin/python3", str(SERVER), "--port", "0"]
+            # --unshared: a client that reconnects gets its own pipeline; joining a shared, looping media
+            # aborted GStreamer (gst_rtsp_media_get_rates) whenever a struggling peer reconnected
+            args = ["/usr/bin/python3", str(SERVER), "--port", "0", "--unshared"]
             for i in group:
                 args += [arg for key, path in media.items() for arg in ("--stream", f"cam{i}{key}={path}")]
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -421,11 +423,10 @@ def _trial(
         server = (sum(_proc_cpu(pid) for pid in server_pids) - srv0) / (time.monotonic() - t0)
     except OSError:  # a server process died: the trial says so below
         server = float("nan")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:  # counts as not held; the search goes on
+    figures = _worker_figures(proc.stdout)
+    if proc.returncode != 0 or figures is None:  # counts as not held; the search goes on
         print(f"  {mode} K={k}: worker failed ({proc.returncode}): {proc.stderr[-1500:]}", flush=True)
         return Trial(mode, variant, k, False, {"errors": [proc.stderr[-1500:]]}, round(server, 3))
-    figures: dict[str, Any] = json.loads(lines[-1])
     held = figures["dropped_frac"] < DROP_LIMIT and not figures.get("errors")
     t = Trial(mode, variant, k, held, figures, round(server, 3))
     f = figures
@@ -438,6 +439,18 @@ def _trial(
         flush=True,
     )
     return t
+
+
+def _worker_figures(stdout: str) -> dict[str, Any] | None:
+    """The worker's JSON result line (FFmpeg/OpenCV may print onto the same line after it), or None."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                figures: dict[str, Any] = json.JSONDecoder().raw_decode(line)[0]
+            except json.JSONDecodeError:
+                return None
+            return figures
+    return None
 
 
 def capacity(

@@ -49,6 +49,11 @@ def main():
     ap.add_argument("--port", default="0")
     ap.add_argument("--address", default="127.0.0.1")
     ap.add_argument("--stream", action="append", required=True, help="NAME=FILE.mp4")
+    ap.add_argument(
+        "--unshared",
+        action="store_true",
+        help="one pipeline per client (each starts at the clip's start) instead of one live timeline per mount",
+    )
     args = ap.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -60,7 +65,7 @@ def main():
         if not os.path.exists(src):
             sys.exit(f"no such file: {src}")
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_shared(True)  # every client sees one live timeline, like a camera
+        factory.set_shared(not args.unshared)  # shared: every client sees one live timeline, like a camera
         factory.set_launch(
             f"( filesrc location={src} ! qtdemux name=demux ! h264parse config-interval=-1 "
             "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
