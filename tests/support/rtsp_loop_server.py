@@ -12,12 +12,16 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+SEGMENT_WAIT_S = 3.0
 
 
 def _seek(demux, flags):
@@ -42,6 +46,25 @@ def _on_media_configure(_factory, media):
         _seek(demux, Gst.SeekFlags.FLUSH)  # the first seek must flush; later ones must not
 
     media.connect("prepared", on_prepared)
+
+
+def _wait_for_segment(_client, ctx):
+    """Hold a PLAY until every stream has a segment again after our flushing start seek.
+
+    GStreamer's PLAY handler asserts (and aborts the whole server) when it asks a stream for its rates
+    while the seek has reset its segment: fast clients hit that window.
+    """
+    media = ctx.media
+    deadline = time.monotonic() + SEGMENT_WAIT_S
+    while media is not None and time.monotonic() < deadline:
+        if all(media.get_stream(i).get_rates()[0] for i in range(media.n_streams())):
+            break
+        time.sleep(0.005)
+    return GstRtsp.RTSPStatusCode.OK
+
+
+def _on_client_connected(_server, client):
+    client.connect("pre-play-request", _wait_for_segment)
 
 
 def main():
@@ -72,6 +95,7 @@ def main():
         )
         factory.connect("media-configure", _on_media_configure)
         mounts.add_factory("/" + name, factory)
+    server.connect("client-connected", _on_client_connected)
     serve(server, lambda port: f"rtsp://{args.address}:{port}")
 
 
