@@ -15,8 +15,7 @@ from monitor.analyze.zones import Polygon, to_pixels
 from monitor.config import CameraConfig, LoadedConfig, file_path
 from monitor.ingest.worker import Source, StreamWorker
 from monitor.rules.models import RuleConfig
-from monitor.rules.offline import OfflineState
-from monitor.rules.runtime import RuleRuntime
+from monitor.rules.runtime import OfflineRuntime, RuleRuntime
 from monitor.types import Frame, Observation
 
 RING_MARGIN_S = 6.0  # covers a keyframe interval before the pre-roll
@@ -24,10 +23,9 @@ RING_MARGIN_S = 6.0  # covers a keyframe interval before the pre-roll
 
 @dataclass
 class ActiveRule:
-    """A rule's runtime and the incident it has open."""
+    """A configured rule's runtime (its incidents are the dispatcher's business)."""
 
     runtime: RuleRuntime
-    incident_id: str | None = None
 
     @property
     def config(self) -> RuleConfig:
@@ -54,8 +52,7 @@ class CameraRuntime:
     detect_times: deque[float] = field(default_factory=lambda: deque(maxlen=20))  # for the detect rate
     last: Observation | None = None
     last_frame: Frame | None = None
-    offline: OfflineState | None = None
-    offline_incident: str | None = None
+    offline: OfflineRuntime | None = None
     detector: Detector | None = None
     motion_thumb: npt.NDArray[np.uint8] | None = None
 

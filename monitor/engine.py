@@ -1,36 +1,45 @@
-"""The running engine: stream workers -> batched detection -> zones -> rules -> actions.
+"""The running engine: its lifecycle and the detection loop; every side effect happens elsewhere.
 
-One detection loop serves all cameras: it takes the newest sampled frame of each camera, runs
-the model once per batch, and hands each result to the pure analytics and rule state machines.
-Side effects (Redis, JPEG, clips, speakers) are small calls whose slow parts run on other threads.
+One detection loop serves all cameras: it takes the newest sampled frame of each camera, runs the model once per
+batch, and hands each result to the pure analytics and rule runtimes. What the rules decide goes to the
+dispatcher (monitor/actions/dispatcher.py) as plain data: the loop never waits for Redis, the disk, a speaker or
+a notification, and never dies from them. Incident changes go through a durable outbox (monitor/store/outbox.py)
+to Redis; status is published by its own thread (monitor/status.py).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-import time
-from typing import Any, Literal
+from dataclasses import dataclass
+
+import redis
 
 from detectors import Detector, DetectorConfig, create_detector
 from monitor.actions.announce import Announcer
+from monitor.actions.dispatcher import (
+    Adopt,
+    CloseRule,
+    Dispatcher,
+    Evidence,
+    Finish,
+    RuleOutput,
+    Speech,
+)
 from monitor.actions.notify import Notifier
-from monitor.actions.snapshot import annotate, write_jpeg
 from monitor.analyze.filters import count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
 from monitor.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
+from monitor.clock import Clock, SystemClock
 from monitor.config import CameraConfig, LoadedConfig
 from monitor.config_watch import ConfigWatcher
-from monitor.ingest.clips import ClipRequest, ClipResult
+from monitor.incident import Incident
 from monitor.reload import plan_reload
-from monitor.rules.models import GatheringRuleConfig, RuleConfig
-from monitor.rules.offline import OfflineState
-from monitor.rules.policy import Decision
-from monitor.rules.runtime import RuleStep, Transition, build_runtime
+from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.status import StatusReporter
-from monitor.store.embedded import EmbeddedRedis, connect
-from monitor.store.incidents import IncidentStore, iso
+from monitor.store.embedded import EmbeddedRedis
+from monitor.store.incidents import IncidentStore
+from monitor.store.outbox import Delivery, Outbox
 from monitor.store.retention import RetentionWorker
 from monitor.types import Detections, Frame, Observation, PlaybackResult
 from monitor.web.metrics import EngineMetrics
@@ -40,50 +49,144 @@ log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frame for this long = not receiving (the offline grace period then applies)
 HEALTH_INTERVAL_S = 0.5
+HEARTBEAT_S = 5.0
+RESUME_WITHIN_S = 120.0  # an incident left open by a crash is carried on if the engine was back within this
+REDIS_TIMEOUT_S = 2.0  # a frozen Redis costs the delivery thread this long per try, never the loop
+STOP_FLUSH_S = 5.0  # at shutdown, wait this long for the outbox to reach Redis (the rest waits for next start)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    """What /healthz and the dashboard show about the engine itself."""
+
+    degraded: bool
+    outbox_pending: int
+    store_error: str | None
+    media_problem: str | None
+    dispatcher_failures: int
+
+    def to_json(self) -> dict[str, object]:
+        """Plain values for the page."""
+        return {
+            "degraded": self.degraded,
+            "outbox_pending": self.outbox_pending,
+            "store_error": self.store_error,
+            "media_problem": self.media_problem,
+            "dispatcher_failures": self.dispatcher_failures,
+        }
+
+
+def store_client(redis_url: str) -> redis.Redis:
+    """A Redis client whose calls end within REDIS_TIMEOUT_S (a frozen server must not hang a thread)."""
+    return redis.Redis.from_url(
+        redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10
+    )
 
 
 class Engine:
     """Owns every stage for one config; ``run`` blocks until stopped or the duration is over."""
 
     def __init__(
-        self, loaded: LoadedConfig, detector: Detector | None = None, metrics: EngineMetrics | None = None
+        self,
+        loaded: LoadedConfig,
+        detector: Detector | None = None,
+        metrics: EngineMetrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.loaded = loaded
-        cfg = loaded.config
         self.data_dir = loaded.data_dir
+        self.clock: Clock = clock or SystemClock()
         self.stop_event = threading.Event()
         self.embedded: EmbeddedRedis | None = None
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
         self._detectors: dict[DetectorConfig, Detector] = {}
-        self.cameras = {name: self._build_camera(name) for name in cfg.cameras}
+        self.cameras = {name: self._build_camera(name) for name in loaded.config.cameras}
         self._watcher = ConfigWatcher(loaded)
         self.store: IncidentStore | None = None
+        self.outbox: Outbox | None = None
+        self.delivery: Delivery | None = None
+        self.dispatcher: Dispatcher | None = None
         self.announcer: Announcer | None = None
         self.speaker_health: HealthMonitor | None = None
         self.notifier: Notifier | None = None
         self.retention: RetentionWorker | None = None
         self.status: StatusReporter | None = None
+        self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Connect Redis, load the detector, start speakers and stream workers."""
+        """Open the outbox, reach for Redis (without waiting for it), recover, start speakers and cameras."""
         cfg = self.loaded.config
-        client, self.embedded = connect(cfg.redis_url, self.data_dir)
-        self.store = IncidentStore(client)
-        self.status = StatusReporter(self.store, self.data_dir, ttl_s=int(cfg.status_interval_s * 4))
+        self.outbox = Outbox(self.data_dir / "outbox.sqlite3")
+        self.store = IncidentStore(self._connect())
+        self.delivery = Delivery(self.outbox, self.store.apply, self._store_failed).start()
         self.notifier = Notifier(cfg.notify) if cfg.notify else None
+        self.dispatcher = Dispatcher(
+            self.outbox,
+            self.data_dir,
+            self.clock,
+            pre_roll_s=cfg.clips.pre_roll_s,
+            post_roll_s=cfg.clips.post_roll_s,
+            media_problem=self.media_problem,
+            notifier=self.notifier,
+            on_opened=self.metrics.incident_opened if self.metrics is not None else None,
+            on_played=self._played,
+        )
+        self._start_speakers()
+        self._recover()
+        self.dispatcher.start()
         self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
         self.retention.start()
-        self._start_speakers()
+        self.status = StatusReporter(
+            self.store,
+            self.data_dir,
+            ttl_s=int(cfg.status_interval_s * 4),
+            media_problem=self.media_problem,
+            on_store_error=self._store_failed,
+        )
+        self.status.start(cfg.status_interval_s, lambda: list(self.cameras.values()), lambda: self.speaker_health)
         for cam in self.cameras.values():
             self._start_camera(cam)
+
+    def _connect(self) -> redis.Redis:
+        """A client for the configured Redis, or the embedded one; an unreachable server is retried later."""
+        url = self.loaded.config.redis_url
+        if not url:
+            self.embedded = EmbeddedRedis(self.data_dir)
+            try:
+                url = self.embedded.start()
+            except (RuntimeError, OSError) as exc:  # e.g. a full disk: incidents wait in the outbox
+                log.error("embedded Redis did not start: %s (incidents are kept in the outbox)", exc)
+                url = self.embedded.url
+        return store_client(url)
+
+    def _store_failed(self, exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.store_error()
+
+    def _played(self, result: PlaybackResult) -> None:
+        if self.metrics is not None:
+            self.metrics.announcement(result.speaker, result.ok, result.ended_at - result.started_at)
+
+    def media_problem(self) -> str | None:
+        """Why clips and pictures are not written now (a low disk), or None."""
+        return None
+
+    def health(self) -> EngineHealth:
+        """Degraded while incident changes wait for the store, media cannot be written, or actions failed."""
+        pending = self.outbox.pending() if self.outbox is not None else 0
+        store_error = self.delivery.last_error if self.delivery is not None else None
+        media = self.media_problem()
+        failures = self.dispatcher.stats.failures if self.dispatcher is not None else 0
+        return EngineHealth(bool(pending or store_error or media), pending, store_error, media, failures)
 
     def _build_camera(self, name: str) -> CameraRuntime:
         cfg = self.loaded.config
         ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
         cam = CameraRuntime(name, cfg.cameras[name], *make_workers(self.loaded, name, ring_s))
         cam.rules = [ActiveRule(build_runtime(rule)) for rule in cfg.rules if rule.camera == name]
+        cam.offline = OfflineRuntime(name, cam.config.offline_after_s, self.clock.now())
         return cam
 
     def _start_camera(self, cam: CameraRuntime) -> None:
@@ -93,31 +196,33 @@ class Engine:
             self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
             log.info("detector: %s", self._detectors[settings].describe())
         cam.detector = self._detectors[settings]
-        cam.offline = OfflineState(cam.config.offline_after_s, time.time())
         for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
             worker.start()
 
-    def _stop_camera(self, cam: CameraRuntime, reason: str, wait: bool = True) -> None:
-        """Stop reading (finishing clips) and close the camera's open incidents."""
+    def _stop_camera(self, cam: CameraRuntime, reason: str, wait: bool = True, keep_offline: bool = False) -> None:
+        """Stop reading (finishing clips) and close the camera's open incidents.
+
+        ``keep_offline``: a camera_offline incident stays open across a clean restart (one outage, one incident).
+        """
         for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
             if wait:
                 worker.stop()
             else:  # a hung stream may take its read timeout to stop: never hold up the other cameras
                 threading.Thread(target=worker.stop, name=f"stop-{cam.name}", daemon=True).start()
         for active in cam.rules:
-            self._close_rule(active, reason)
-        if cam.offline_incident and self.store is not None:
-            self.store.close(cam.offline_incident, time.time(), 0, reason=reason)
-            cam.offline_incident = None
+            self._close_rule(active.config.rule_id, reason)
+        if cam.offline is not None and not keep_offline:
+            self._close_rule(cam.offline.rule_id, reason)
 
-    def _close_rule(self, active: ActiveRule, reason: str) -> None:
-        if active.incident_id and self.store is not None:
-            self.store.close(active.incident_id, time.time(), 0, reason=reason)  # peak as recorded so far
-            active.incident_id = None
+    def _close_rule(self, rule_id: str, reason: str) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.submit(CloseRule(rule_id, self.clock.now(), reason))
 
     def _start_speakers(self) -> None:
         cfg = self.loaded.config
         self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups)
+        if self.dispatcher is not None:
+            self.dispatcher.announcer = self.announcer
         speakers = {name: channel.speaker for name, channel in self.announcer.channels.items()}
         self.speaker_health = HealthMonitor(speakers, cfg.speaker_health_interval_s).start()
 
@@ -132,15 +237,29 @@ class Engine:
                 threading.Thread(target=announcer.close, name="old-speakers", daemon=True).start()
 
     def stop(self) -> None:
-        """Stop reading, finish clips and announcements, close open incidents, flush Redis."""
+        """Stop reading, finish clips and announcements, close open incidents, deliver what the store can take."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.stop_event.set()
         if self.retention is not None:
             self.retention.stop()
-        self._stop_speakers()
+        if self.status is not None:
+            self.status.stop()
         for cam in self.cameras.values():
-            self._stop_camera(cam, "engine_stop")
+            self._stop_camera(cam, "engine_stop", keep_offline=True)
+        self._stop_speakers()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self.notifier is not None:
             self.notifier.close(10)
+        if self.delivery is not None:
+            if not self.delivery.flush(STOP_FLUSH_S):
+                assert self.outbox is not None
+                log.warning("%d incident change(s) stay in the outbox for the next start", self.outbox.pending())
+            self.delivery.stop()
+        if self.outbox is not None:
+            self.outbox.close()
         if self.embedded is not None:
             self.embedded.stop()
 
@@ -148,25 +267,71 @@ class Engine:
         """Start (unless ``started``), detect until stopped (or ``duration_s`` passed), then stop cleanly."""
         if not started:
             self.start()
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        next_status = time.monotonic() + self.loaded.config.status_interval_s
-        next_health = time.monotonic()
+        clock = self.clock
+        deadline = None if duration_s is None else clock.monotonic() + duration_s
+        next_health = next_beat = clock.monotonic()
         try:
             while not self.stop_event.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock.monotonic() >= deadline:
                     break
                 if not self.detect_once():
                     self.stop_event.wait(0.01)
-                if time.monotonic() >= next_health:
-                    self.check_health(time.time())
-                    self.tick_rules(time.time())
+                if clock.monotonic() >= next_health:
+                    self.check_health(clock.now())
+                    self.tick_rules(clock.now())
                     self.reload_if_changed()
                     next_health += HEALTH_INTERVAL_S
-                if time.monotonic() >= next_status:
-                    self.report_status()
-                    next_status += self.loaded.config.status_interval_s
+                if clock.monotonic() >= next_beat and self.outbox is not None:
+                    self.outbox.heartbeat(clock.now())  # a local WAL append: dates an unclean stop
+                    next_beat += HEARTBEAT_S
         finally:
             self.stop()
+
+    # -- crash recovery --------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Resume the incidents a previous run left open when their situation may still hold, else close them.
+
+        The outbox holds this engine's own copy of its open incidents (and any changes Redis never got), so
+        this works with Redis down. A camera_offline incident is always carried on: it closes when the camera
+        is back. Others are carried on if the engine was back within RESUME_WITHIN_S (their rule then closes
+        them as usual when the crowd is gone), else closed with ``closed_by: recovered``.
+        """
+        assert self.outbox is not None and self.dispatcher is not None
+        now = self.clock.now()
+        last_alive = self.outbox.last_alive()
+        runtimes: dict[str, RuleRuntime | OfflineRuntime] = {}
+        for cam in self.cameras.values():
+            for active in cam.rules:
+                runtimes[active.config.rule_id] = active.runtime
+            if cam.offline is not None:
+                runtimes[cam.offline.rule_id] = cam.offline
+        for incident in self.outbox.open_incidents():
+            runtime = runtimes.get(incident.rule)
+            stopped_at = max(last_alive or incident.opened_ts, incident.opened_ts)
+            down_s = now - stopped_at
+            if runtime is None:
+                reason = "its rule or camera is no longer configured"
+                self.dispatcher.submit(Finish(incident, stopped_at, "recovered", reason))
+            elif incident.kind != "camera_offline" and down_s > RESUME_WITHIN_S:
+                reason = f"the engine stopped at {stopped_at:.0f} and was down {down_s:.0f} s: the situation is unknown"
+                self.dispatcher.submit(Finish(incident, stopped_at, "recovered", reason))
+            else:
+                runtime.resume(incident.opened_ts, incident.peak_count, _last_announced(incident))
+                self.dispatcher.submit(Adopt(incident, f"resumed after a restart (engine down {down_s:.0f} s)"))
+            log.warning("INCIDENT %s (%s on %s) left open by the previous run: %s", incident.id, incident.kind,
+                        incident.camera, "resumed" if runtime is not None and (incident.kind == "camera_offline"
+                                                                              or down_s <= RESUME_WITHIN_S)
+                        else "closed")  # fmt: skip
+        self._remove_partial_clips()
+
+    def _remove_partial_clips(self) -> None:
+        """Clips a crash left half-written (``*.mp4.part``) cannot be finished without their ring: remove them."""
+        for part in (self.data_dir / "clips").glob("*.part"):
+            try:
+                part.unlink()
+                log.warning("removed the half-written clip %s (the engine stopped while writing it)", part.name)
+            except OSError as exc:
+                log.error("could not remove the half-written clip %s: %s", part, exc)
 
     # -- hot reload ----------------------------------------------------------------------------
     def reload_if_changed(self) -> bool:
@@ -191,10 +356,13 @@ class Engine:
             self._stop_camera(self.cameras.pop(name), "camera_removed", wait=False)
             log.info("config reload: camera %s removed", name)
         for name in plan.restart:
-            self._stop_camera(self.cameras[name], "config_changed", wait=False)
+            self._stop_camera(self.cameras[name], "config_changed", wait=False, keep_offline=True)
             log.info("config reload: camera %s restarts (its input or detector changed)", name)
         for name in plan.add + plan.restart:
+            old = self.cameras.get(name)
             self.cameras[name] = cam = self._build_camera(name)
+            if old is not None and old.offline is not None:
+                cam.offline = old.offline  # an outage stays one incident across the restart
             self._start_camera(cam)
             if name in plan.add:
                 log.info("config reload: camera %s added", name)
@@ -210,7 +378,7 @@ class Engine:
         kept = [active for active in cam.rules if active.config in wanted]
         for active in cam.rules:
             if active not in kept:
-                self._close_rule(active, "rule_changed")
+                self._close_rule(active.config.rule_id, "rule_changed")
         have = [active.config for active in kept]
         cam.rules = kept + [ActiveRule(build_runtime(rule)) for rule in wanted if rule not in have]
 
@@ -221,7 +389,7 @@ class Engine:
         A frame that waited longer than ``max(1 s, 2 detection intervals)`` is skipped, not queued:
         under overload detection stays current and the skips are counted as dropped.
         """
-        now = time.monotonic()
+        now = self.clock.monotonic()
         batch: list[tuple[CameraRuntime, Frame]] = []
         for cam in self.cameras.values():
             frame = cam.worker.latest()
@@ -246,15 +414,15 @@ class Engine:
         for group in by_detector.values():
             detector = group[0][0].detector
             assert detector is not None
-            t0 = time.monotonic()
+            t0 = self.clock.monotonic()
             results = detector.detect([frame.image for _, frame in group])  # one batched call per model
             if self.metrics is not None:
-                self.metrics.inference(time.monotonic() - t0)
+                self.metrics.inference(self.clock.monotonic() - t0)
             for (cam, frame), detections in zip(group, results, strict=True):
-                cam.detect_times.append(time.monotonic())
+                cam.detect_times.append(self.clock.monotonic())
                 cam.detections += 1
                 if self.metrics is not None:
-                    self.metrics.detection(cam.name, time.monotonic() - frame.arrived)
+                    self.metrics.detection(cam.name, self.clock.monotonic() - frame.arrived)
                 self.observe(cam, frame, detections.scaled(1 / frame.scale))
         return bool(batch)
 
@@ -266,7 +434,7 @@ class Engine:
         return False
 
     def observe(self, cam: CameraRuntime, frame: Frame, detections: Detections, reuse: bool = False) -> None:
-        """Track, count zones, advance the camera's rules and act on what they decide.
+        """Track, count zones, advance the camera's rules and hand what they decided to the dispatcher.
 
         ``reuse``: the motion gate kept the previous detections (already tracked) for this frame.
         """
@@ -277,161 +445,69 @@ class Engine:
         obs = Observation(cam.name, frame.ts, detections, zones)
         cam.last, cam.last_frame = obs, frame
         for active in cam.rules:
-            self.act(cam, active, active.runtime.step(obs, polygons), frame, obs)
+            step = active.runtime.step(obs, polygons)
+            if _worth_dispatching(step):
+                evidence = None
+                if any(t.kind == "opened" for t in step.transitions):
+                    evidence = Evidence(frame, obs, polygons, active.config.zone)
+                self._dispatch(cam, active, step, evidence)
 
     def tick_rules(self, now: float) -> None:
         """Advance schedules, repeats and escalations even for cameras that send nothing."""
         for cam in self.cameras.values():
             for active in cam.rules:
-                self.act(cam, active, active.runtime.tick(now), cam.last_frame, cam.last)
+                step = active.runtime.tick(now)
+                if _worth_dispatching(step):
+                    evidence = None
+                    if cam.last is not None and cam.last_frame is not None and step.transitions:
+                        polygons = cam.zone_polygons(cam.last_frame.size)
+                        evidence = Evidence(cam.last_frame, cam.last, polygons, active.config.zone)
+                    self._dispatch(cam, active, step, evidence)
 
-    def act(
-        self, cam: CameraRuntime, active: ActiveRule, step: RuleStep, frame: Frame | None, obs: Observation | None
-    ) -> None:
-        """Turn a rule step into incident records, a snapshot, a clip, announcements and notifications."""
-        assert self.store is not None
-        for transition in step.transitions:
-            if transition.kind == "opened":
-                self._open(cam, active, transition, frame, obs)
-            elif active.incident_id is None:
-                continue
-            elif transition.kind == "peak":
-                self.store.set_peak(active.incident_id, transition.peak)
-            else:
-                log.warning("INCIDENT %s closed (peak %d)", active.incident_id, transition.peak)
-                incident_id = active.incident_id
-                self.store.close(incident_id, transition.ts, transition.peak, details=transition.details)
-                active.incident_id = None
-                self._notify(incident_id, "closed")
-        if active.incident_id is not None:
-            self._apply_decision(cam, active, step.decision)
-
-    def _open(
-        self,
-        cam: CameraRuntime,
-        active: ActiveRule,
-        transition: Transition,
-        frame: Frame | None,
-        obs: Observation | None,
-    ) -> None:
-        assert self.store is not None
+    def _dispatch(self, cam: CameraRuntime, active: ActiveRule, step: RuleStep, evidence: Evidence | None) -> None:
         rule = active.config
-        details = {
-            "threshold": rule.min_people if isinstance(rule, GatheringRuleConfig) else rule.min_staff,
-            **transition.details,
-        }
-        record = self.store.open(
-            kind=active.runtime.incident_kind,
-            rule=rule.rule_id,
-            camera=cam.name,
-            zone=rule.zone,
-            ts=transition.since or transition.ts,
-            count=transition.count,
-            details=details,
-        )
-        incident_id = active.incident_id = record["id"]
-        log.warning("INCIDENT %s opened: %s on %s, %d people", incident_id, record["kind"], cam.name, transition.count)
-        if self.metrics is not None:
-            self.metrics.incident_opened(record["kind"])
-        if frame is not None and obs is not None:
-            self._snapshot(incident_id, cam, rule, frame, obs)
-        self._clip(incident_id, cam, transition.ts)
-        self._notify(incident_id, "opened")
-
-    def _apply_decision(self, cam: CameraRuntime, active: ActiveRule, decision: Decision) -> None:
-        """Play, note a suppression, or escalate, as the rule's announcement policy decided."""
-        assert self.store is not None and active.incident_id is not None
-        rule, incident_id = active.config, active.incident_id
-        if decision.notable:
-            entry = {"at": iso(time.time()), "event": "announcement_decision", "reason": decision.reason}
-            self.store.update(incident_id, lambda rec: rec.setdefault("timeline", []).append(entry))
-        if decision.escalate:
-            log.warning("INCIDENT %s needs attention: %s", incident_id, decision.reason)
-            self.store.update(incident_id, lambda rec: rec.update(needs_attention=True), "incident_escalated")
-        if decision.play and rule.announcement:
+        speech = None
+        if rule.announcement:
             speakers = rule.speakers if rule.speakers is not None else cam.config.speakers
-            assert self.announcer is not None
-            self.announcer.announce(
-                self.loaded.resolve(rule.announcement),
-                speakers,
-                functools.partial(self._record_playback, incident_id),
-                priority=rule.priority,
-                chime=self.loaded.resolve(rule.chime) if rule.chime else None,
+            chime = self.loaded.resolve(rule.chime) if rule.chime else None
+            speech = Speech(self.loaded.resolve(rule.announcement), tuple(speakers), rule.priority, chime)
+        assert self.dispatcher is not None
+        self.dispatcher.submit(
+            RuleOutput(
+                rule.rule_id,
+                active.runtime.incident_kind,
+                cam.name,
+                rule.zone,
+                tuple(step.transitions),
+                step.decision,
+                speech,
+                evidence,
+                cam.recorder,
             )
-
-    def _notify(self, incident_id: str, event: Literal["opened", "closed"]) -> None:
-        if self.notifier is None or self.store is None:
-            return
-        record = self.store.get(incident_id)
-        if record is not None:
-            self.notifier.notify(record, event)
-
-    def _snapshot(self, incident_id: str, cam: CameraRuntime, rule: RuleConfig, frame: Frame, obs: Observation) -> None:
-        zones = cam.zone_polygons(frame.size)
-        shown = {rule.zone: zones[rule.zone]} if rule.zone else zones
-        members = obs.zones[rule.zone].members if rule.zone else tuple(range(len(obs.detections)))
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.ts))
-        caption = f"{cam.name}  {rule.kind}  {len(members)} people  {when}"
-        image = annotate(frame.image, obs.detections, shown, members, caption, scale=frame.scale)
-        path = write_jpeg(self.data_dir / "snapshots" / f"{incident_id}.jpg", image)
-        assert self.store is not None
-        self.store.set_media(incident_id, snapshot=str(path))
-
-    def _clip(self, incident_id: str, cam: CameraRuntime, ts: float) -> None:
-        clips = self.loaded.config.clips
-        path = self.data_dir / "clips" / f"{incident_id}.mp4"
-
-        def done(result: ClipResult) -> None:
-            assert self.store is not None
-            if result.path is None:
-                log.error("incident %s: no clip: %s", incident_id, result.error)
-                self.store.update(incident_id, lambda rec: rec["details"].update(clip_error=result.error))
-                return
-
-            def record(rec: dict[str, Any]) -> None:
-                rec["clip"] = str(result.path)
-                rec["details"].update(clip_start=iso(result.start_ts), clip_end=iso(result.end_ts))
-
-            self.store.update(incident_id, record, "incident_media")
-
-        cam.recorder.request_clip(ClipRequest(path, ts - clips.pre_roll_s, ts + clips.post_roll_s, done))
-
-    def _record_playback(self, incident_id: str, result: PlaybackResult) -> None:
-        assert self.store is not None
-        self.store.add_announcement(incident_id, result)
-        if self.metrics is not None:
-            self.metrics.announcement(result.speaker, result.ok, result.ended_at - result.started_at)
+        )
 
     def check_health(self, now: float) -> None:
-        """Open a camera_offline incident for a camera without frames past its grace period; close it on return."""
-        assert self.store is not None
+        """Feed each camera's offline rule: no frames past its grace period opens camera_offline."""
         for cam in self.cameras.values():
             if cam.offline is None:
                 continue
             st = cam.worker.status()
             receiving = st.online and st.last_arrival is not None and now - st.last_arrival < STALL_S
-            for event in cam.offline.update(now, receiving, st.last_arrival):
-                if event.transition == "opened":
-                    record = self.store.open(
-                        kind="camera_offline",
-                        rule=f"camera_offline/{cam.name}",
-                        camera=cam.name,
-                        zone=None,
-                        ts=event.since,
-                        count=0,
-                        details={"last_error": st.last_error, "detected_at": iso(now)},
-                    )
-                    cam.offline_incident = record["id"]
-                    if self.metrics is not None:
-                        self.metrics.incident_opened("camera_offline")
-                    log.warning("INCIDENT %s opened: camera %s offline (%s)", record["id"], cam.name, st.last_error)
-                elif cam.offline_incident is not None:
-                    log.warning("INCIDENT %s closed: camera %s back online", cam.offline_incident, cam.name)
-                    self.store.close(cam.offline_incident, now, 0)
-                    cam.offline_incident = None
+            step = cam.offline.update(now, receiving, st.last_arrival, st.last_error)
+            if step.transitions and self.dispatcher is not None:
+                self.dispatcher.submit(
+                    RuleOutput(cam.offline.rule_id, "camera_offline", cam.name, None, tuple(step.transitions))
+                )
 
-    # -- status ----------------------------------------------------------------------------------
-    def report_status(self) -> None:
-        """One console line per camera and speaker health changes; the same in Redis for other machines."""
-        if self.status is not None:
-            self.status.report(self.cameras.values(), self.speaker_health)
+
+def _worth_dispatching(step: RuleStep) -> bool:
+    """Only transitions and notable decisions leave the loop (most steps change nothing)."""
+    return bool(step.transitions) or step.decision.notable
+
+
+def _last_announced(incident: Incident) -> float | None:
+    """When the incident's last announcement began (for the policy's cooldown after a resume)."""
+    from datetime import datetime
+
+    times = [a.started_at for a in incident.announcements if a.started_at]
+    return max(datetime.fromisoformat(t).timestamp() for t in times) if times else None

@@ -1,11 +1,16 @@
-"""Live status: a console line per camera, speaker health changes, and both in Redis (with a live snapshot)."""
+"""Live status: a console line per camera, speaker health changes, and both in Redis (with a live snapshot).
+
+Runs on its own thread: the JPEG of the live picture and the Redis writes never touch the detection loop. A
+low disk stops the live picture (``media_problem``); a Redis error is counted and the next round tries again.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import redis
@@ -22,11 +27,51 @@ log = logging.getLogger("monitor.engine")
 class StatusReporter:
     """Publishes what the engine sees; entries expire after ``ttl_s`` so a dead engine shows as no data."""
 
-    def __init__(self, store: IncidentStore, data_dir: Path, ttl_s: int) -> None:
+    def __init__(
+        self,
+        store: IncidentStore,
+        data_dir: Path,
+        ttl_s: int,
+        media_problem: Callable[[], str | None] = lambda: None,
+        on_store_error: Callable[[Exception], None] | None = None,
+    ) -> None:
         self.store = store
         self.data_dir = data_dir
         self.ttl_s = ttl_s
+        self.media_problem = media_problem
+        self.on_store_error = on_store_error
         self._speaker_problems: dict[str, str | None] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(
+        self,
+        interval_s: float,
+        cameras: Callable[[], Iterable[CameraRuntime]],
+        speaker_health: Callable[[], HealthMonitor | None],
+    ) -> None:
+        """Report every ``interval_s`` on a thread of its own until ``stop``."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.report(cameras(), speaker_health())
+                except Exception:  # status is best effort: never let it end the reporting
+                    log.exception("status report failed")
+
+        self._thread = threading.Thread(target=loop, name="status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reporting."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _store_error(self, what: str, exc: Exception) -> None:
+        log.error("could not publish status of %s: %s", what, exc)
+        if self.on_store_error is not None:
+            self.on_store_error(exc)
 
     def report(self, cameras: Iterable[CameraRuntime], speaker_health: HealthMonitor | None) -> None:
         """One console line per camera, and the same figures in Redis for other machines."""
@@ -71,16 +116,20 @@ class StatusReporter:
             try:
                 self.store.publish_speaker_status(name, status, ttl_s=self.ttl_s)
             except redis.RedisError as exc:
-                log.error("could not publish status of speaker %s: %s", name, exc)
+                self._store_error(f"speaker {name}", exc)
 
     def _publish_status(self, cam: CameraRuntime, st: WorkerStatus, det_fps: float, people: int) -> None:
         """Camera status and a fresh annotated live snapshot, for the web page and other machines."""
         snapshot = ""
-        if cam.last is not None and cam.last_frame is not None:
-            polygons = cam.zone_polygons(cam.last_frame.size)
-            image = annotate(cam.last_frame.image, cam.last.detections, polygons, scale=cam.last_frame.scale)
-            snapshot = str(write_jpeg(self.data_dir / "live" / f"{cam.name}.jpg", image, quality=75))
-        zones = {z: c.count for z, c in cam.last.zones.items()} if cam.last else {}
+        last, frame = cam.last, cam.last_frame  # the loop may replace both meanwhile: read each once
+        if last is not None and frame is not None and self.media_problem() is None:
+            polygons = cam.zone_polygons(frame.size)
+            image = annotate(frame.image, last.detections, polygons, scale=frame.scale)
+            try:
+                snapshot = str(write_jpeg(self.data_dir / "live" / f"{cam.name}.jpg", image, quality=75))
+            except OSError as exc:
+                log.error("live picture of %s not written: %s", cam.name, exc)
+        zones = {z: c.count for z, c in last.zones.items()} if last else {}
         status: dict[str, str | int | float] = {
             "online": int(st.online),
             "people": people,
@@ -100,4 +149,4 @@ class StatusReporter:
         try:
             self.store.publish_camera_status(cam.name, status, ttl_s=self.ttl_s)
         except redis.RedisError as exc:
-            log.error("could not publish status of %s: %s", cam.name, exc)
+            self._store_error(cam.name, exc)

@@ -6,8 +6,9 @@ without video, models or Redis.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -114,7 +115,30 @@ class Observation:
     zones: dict[str, ZoneCount] = field(default_factory=dict)
 
 
-IncidentStatus = Literal["open", "closed", "acknowledged", "false_alarm"]
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of a rule's incident: the one thing every rule (gathering, staffing, camera offline) emits.
+
+    ``peak`` is the extreme count so far (most people in a gathering, fewest staff at a checkpoint).
+    ``since``: when the situation really began (it may precede ``ts``, the moment the rule decided).
+    On ``closed``, ``until`` is when it really ended (staff back, duty over) and ``reason`` says why.
+    """
+
+    kind: Literal["opened", "peak", "closed"]
+    ts: float
+    count: int
+    peak: int
+    since: float | None = None
+    until: float | None = None
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long the situation lasted (closed transitions with a start)."""
+        if self.kind != "closed" or self.since is None:
+            return None
+        return (self.until if self.until is not None else self.ts) - self.since
 
 
 @dataclass(frozen=True, slots=True)

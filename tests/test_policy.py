@@ -1,4 +1,4 @@
-"""Announcement policy: cooldown, repeats then escalation, quiet hours, and speaker priority."""
+"""Announcement policy: cooldown, repeats then escalation, quiet hours, and resuming after a restart."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.rules.gathering import GatheringParams
-from monitor.rules.gathering_policy import PolicyGatheringState
 from monitor.rules.policy import (
     REASON_COOLDOWN,
     REASON_NO_INCIDENT,
@@ -16,9 +14,7 @@ from monitor.rules.policy import (
     REASON_QUIET,
     AnnouncementPolicy,
     Decision,
-    PlayRequest,
     PolicyParams,
-    SpeakerArbiter,
 )
 from monitor.rules.schedule import QuietHours, Window
 
@@ -132,66 +128,15 @@ def test_policy_params_are_checked() -> None:
         PolicyParams(repeat_after_s=0)
 
 
-def test_higher_priority_wins_a_shared_speaker_in_one_batch() -> None:
-    arbiter = SpeakerArbiter()
-    gathering = PlayRequest("gathering/square", ("horn_a", "horn_b"), priority=1, duration_s=8)
-    staffing = PlayRequest("staffing/gate", ("horn_b",), priority=5, duration_s=5)
-    g_gather, g_staff = arbiter.request(100.0, [gathering, staffing])
-    assert g_staff.granted == ("horn_b",) and g_staff.denied == ()
-    assert g_gather.granted == ("horn_a",)
-    assert g_gather.denied == (("horn_b", "staffing/gate"),)
-    assert g_gather.reason == "suppressed: speaker busy with a higher-priority rule: horn_b (staffing/gate)"
+def test_a_resumed_incident_that_was_announced_does_not_announce_again_inside_the_cooldown() -> None:
+    policy = AnnouncementPolicy(PolicyParams(cooldown_s=120, repeat_after_s=300, max_repeats=1))
+    policy.resume(sh(10), announced_at=sh(10, 0, 5))
+    assert not policy.decide(sh(10, 1), sh(10)).play  # restarted a minute later: no second "first" play
+    repeat = policy.decide(sh(10, 5, 5), sh(10))
+    assert (repeat.play, repeat.reason) == (True, "repeat 1/1")
 
 
-def test_equal_priority_goes_to_the_earlier_request() -> None:
-    a = PlayRequest("a", ("horn",), priority=2, duration_s=3)
-    b = PlayRequest("b", ("horn",), priority=2, duration_s=3)
-    ga, gb = SpeakerArbiter().request(0.0, [a, b])
-    assert ga.granted == ("horn",) and gb.denied == (("horn", "a"),)
-
-
-def test_busy_speaker_is_held_until_its_playback_ends_unless_preempted() -> None:
-    arbiter = SpeakerArbiter()
-    arbiter.request(0.0, [PlayRequest("low", ("horn",), priority=1, duration_s=10)])
-    (denied,) = arbiter.request(5.0, [PlayRequest("same", ("horn",), priority=1, duration_s=2)])
-    assert denied.denied == (("horn", "low"),)
-    (preempting,) = arbiter.request(6.0, [PlayRequest("urgent", ("horn",), priority=9, duration_s=2)])
-    assert preempting.granted == ("horn",) and preempting.preempted == (("horn", "low"),)
-    assert arbiter.busy(7.0) == {"horn": "urgent"}
-    (later,) = arbiter.request(8.0, [PlayRequest("low", ("horn",), priority=1, duration_s=10)])
-    assert later.granted == ("horn",)  # urgent finished at 8.0
-
-
-def test_arbiter_state_is_bounded_by_busy_speakers() -> None:
-    arbiter = SpeakerArbiter()
-    for i in range(10_000):
-        arbiter.request(float(i), [PlayRequest("r", (f"spk{i % 50}",), priority=0, duration_s=2)])
-    assert len(arbiter._held) <= 3
-
-
-GATHERING = GatheringParams(min_people=4, dwell_s=5, close_level=4, clear_s=10, tolerance_s=1.5, cooldown_s=0)
-
-
-def test_gathering_with_policy_repeats_while_the_crowd_stays_then_escalates() -> None:
-    rule = PolicyGatheringState(
-        GATHERING, AnnouncementPolicy(PolicyParams(cooldown_s=60, repeat_after_s=60, max_repeats=1))
-    )
-    steps = [(i * 0.5, rule.update(i * 0.5, 5 if i < 400 else 0)) for i in range(460)]  # crowd for 200 s
-    transitions = [(t, e.transition, e.announce) for t, s in steps for e in s.events]
-    assert transitions == [(5.0, "opened", True), (210.0, "closed", False)]
-    notable = [(t, s.decision.reason) for t, s in steps if s.decision.notable]
-    assert notable == [
-        (5.0, "announce"),
-        (65.0, "repeat 1/1"),
-        (125.0, "escalated: still open after 2 announcement(s)"),
-    ]
-
-
-def test_gathering_with_policy_reopening_within_cooldown_is_silent_then_plays_if_it_persists() -> None:
-    rule = PolicyGatheringState(GATHERING, AnnouncementPolicy(PolicyParams(cooldown_s=120)))
-    first = [rule.update(i * 0.5, 4 if i < 12 else 0) for i in range(40)]  # opens at 5 s, closes at 16 s
-    second = [(30 + i * 0.5, rule.update(30 + i * 0.5, 4)) for i in range(300)]  # reopens at 35 s, stays
-    assert [(e.transition, e.announce) for s in first for e in s.events] == [("opened", True), ("closed", False)]
-    assert [(e.transition, e.announce) for _, s in second for e in s.events] == [("opened", False)]
-    notable = [(t, s.decision.reason) for t, s in second if s.decision.notable]
-    assert notable == [(35.0, REASON_COOLDOWN), (125.0, "announce")]  # 120 s after the first play at 5 s
+def test_a_resumed_incident_never_announced_announces_now() -> None:
+    policy = AnnouncementPolicy(PolicyParams(cooldown_s=120))
+    policy.resume(sh(10), announced_at=None)
+    assert policy.decide(sh(10, 1), sh(10)).play

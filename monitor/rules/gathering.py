@@ -1,14 +1,16 @@
-"""The gathering rule: at least N people in a zone for T seconds, with hysteresis and cooldown.
+"""The gathering rule: at least N people in a zone for T seconds, with hysteresis.
 
 A pure state machine: feed it ``(ts, count)`` in time order and it says when an incident opens,
-changes peak, or closes, and whether the announcement may play. No clocks, no I/O.
+changes peak, or closes. No clocks, no I/O. Whether the announcement plays is the announcement
+policy's decision (monitor/rules/policy.py), not this machine's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+
+from monitor.types import Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,18 +22,6 @@ class GatheringParams:
     close_level: int
     clear_s: float
     tolerance_s: float
-    cooldown_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class RuleEvent:
-    """A transition of the rule's incident."""
-
-    transition: Literal["opened", "peak", "closed"]
-    ts: float
-    count: int
-    peak: int
-    announce: bool = False
 
 
 class _Phase(Enum):
@@ -49,14 +39,17 @@ class GatheringState:
         self.since: float | None = None  # start of the current PENDING spell
         self.low_since: float | None = None  # start of a below-threshold spell
         self.peak = 0
-        self.last_announced: float | None = None
 
     @property
     def active(self) -> bool:
         """Whether an incident is open."""
         return self.phase is _Phase.ACTIVE
 
-    def update(self, ts: float, count: int) -> list[RuleEvent]:
+    def resume(self, opened_at: float, peak: int) -> None:
+        """Carry on an incident opened before a restart (its hysteresis starts afresh)."""
+        self.phase, self.since, self.low_since, self.peak = _Phase.ACTIVE, opened_at, None, peak
+
+    def update(self, ts: float, count: int) -> list[Transition]:
         """Advance to ``ts`` having seen ``count`` people; return the transitions this caused."""
         p = self.params
         if self.phase is _Phase.IDLE:
@@ -68,7 +61,7 @@ class GatheringState:
             return self._pending(ts, count)
         return self._active(ts, count)
 
-    def _pending(self, ts: float, count: int) -> list[RuleEvent]:
+    def _pending(self, ts: float, count: int) -> list[Transition]:
         p = self.params
         assert self.since is not None
         if count < p.min_people:
@@ -81,21 +74,19 @@ class GatheringState:
         if ts - self.since < p.dwell_s:
             return []
         self.phase = _Phase.ACTIVE
-        announce = self.last_announced is None or ts - self.last_announced >= p.cooldown_s
-        if announce:
-            self.last_announced = ts
-        return [RuleEvent("opened", ts, count, self.peak, announce)]
+        return [Transition("opened", ts, count, self.peak)]  # the incident starts when the dwell is met
 
-    def _active(self, ts: float, count: int) -> list[RuleEvent]:
+    def _active(self, ts: float, count: int) -> list[Transition]:
         p = self.params
         if count < p.close_level:
             self.low_since = ts if self.low_since is None else self.low_since
             if ts - self.low_since >= p.clear_s:
+                until = self.low_since
                 self.phase, self.since, self.low_since = _Phase.IDLE, None, None
-                return [RuleEvent("closed", ts, count, self.peak)]
+                return [Transition("closed", ts, count, self.peak, until=until, reason="cleared")]
             return []
         self.low_since = None
         if count > self.peak:
             self.peak = count
-            return [RuleEvent("peak", ts, count, count)]
+            return [Transition("peak", ts, count, count)]
         return []

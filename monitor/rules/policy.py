@@ -14,7 +14,6 @@ of numbers per rule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.rules.schedule import Schedule
@@ -104,6 +103,13 @@ class AnnouncementPolicy:
         """Whether the current incident has escalated to needs_attention."""
         return self._escalated
 
+    def resume(self, open_since: float, announced_at: float | None) -> None:
+        """An incident carried on after a restart: if it was announced, the next play is a repeat, not the first."""
+        self._start(open_since)
+        if announced_at is not None:
+            self._attempted(announced_at)
+            self.last_played = announced_at
+
     def _start(self, open_since: float) -> None:
         self._incident, self._attempts, self._next_due = open_since, 0, open_since
         self._escalated, self._cooldown_reported = False, None
@@ -112,72 +118,3 @@ class AnnouncementPolicy:
         self._attempts += 1
         r = self.params.repeat_after_s
         self._next_due = None if r is None else ts + r
-
-
-@dataclass(frozen=True, slots=True)
-class PlayRequest:
-    """A rule wants to play on some speakers now, for about ``duration_s`` seconds."""
-
-    rule_id: str
-    speakers: tuple[str, ...]
-    priority: int
-    duration_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """The outcome of one request: the speakers it may use and, for the others, who holds them."""
-
-    request: PlayRequest
-    granted: tuple[str, ...]
-    denied: tuple[tuple[str, str], ...]  # (speaker, rule_id of the winner)
-    preempted: tuple[tuple[str, str], ...] = ()  # (speaker, rule_id whose playback this one interrupts)
-
-    @property
-    def reason(self) -> str:
-        """Empty when everything was granted, else a line for the incident log."""
-        if not self.denied:
-            return ""
-        held = ", ".join(f"{spk} ({rule})" for spk, rule in self.denied)
-        return f"suppressed: speaker busy with a higher-priority rule: {held}"
-
-
-class SpeakerArbiter:
-    """Who may use each speaker: the highest priority wins; a playing speaker is held until it finishes.
-
-    A request of strictly higher priority than the current holder takes the speaker (``preempted``
-    says whose playback the engine should stop); equal or lower priority is denied until the holder's
-    ``duration_s`` has passed. Within one batch, ties go to the earlier request. State is one entry
-    per busy speaker, dropped when it expires.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[float, int, str]] = {}  # speaker -> (busy_until, priority, rule_id)
-
-    def request(self, ts: float, requests: Sequence[PlayRequest]) -> list[Grant]:
-        """Arbitrate the requests made at ``ts``, in order of decreasing priority, and hold the winners."""
-        self._held = {spk: held for spk, held in self._held.items() if held[0] > ts}
-        order = sorted(range(len(requests)), key=lambda i: -requests[i].priority)  # stable: ties keep order
-        grants: dict[int, Grant] = {}
-        for i in order:
-            grants[i] = self._claim(ts, requests[i])
-        return [grants[i] for i in range(len(requests))]
-
-    def busy(self, ts: float) -> dict[str, str]:
-        """Speakers held at ``ts`` and the rule holding each."""
-        return {spk: rule for spk, (until, _, rule) in self._held.items() if until > ts}
-
-    def _claim(self, ts: float, req: PlayRequest) -> Grant:
-        granted: list[str] = []
-        denied: list[tuple[str, str]] = []
-        preempted: list[tuple[str, str]] = []
-        for spk in req.speakers:
-            held = self._held.get(spk)
-            if held is not None and held[1] >= req.priority:
-                denied.append((spk, held[2]))
-                continue
-            if held is not None:
-                preempted.append((spk, held[2]))
-            granted.append(spk)
-            self._held[spk] = (ts + max(req.duration_s, 0.0), req.priority, req.rule_id)
-        return Grant(req, tuple(granted), tuple(denied), tuple(preempted))

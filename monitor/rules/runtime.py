@@ -1,15 +1,17 @@
-"""One runtime per configured rule: measure an observation, advance the state machine, decide announcements.
+"""One runtime per rule: measure an observation, advance the state machine, decide announcements.
 
-Pure (no I/O): the engine turns the returned ``RuleStep`` into incident records, clips and playbacks.
-Every rule kind exposes the same two calls, ``step`` per observation of its camera and ``tick`` on a
-timer (so schedules and repeats advance even when a camera is silent).
+Pure (no I/O): the engine hands the returned ``RuleStep`` to the dispatcher (monitor/actions/dispatcher.py),
+which turns it into incident records, clips and playbacks off the detection loop. Rule kinds from the config
+expose ``step`` per observation of their camera and ``tick`` on a timer (so schedules and repeats advance
+even when a camera is silent); the camera-offline rule is fed the camera's receiving state instead. All of
+them emit the one ``Transition`` type and can ``resume`` an incident left open by a previous run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -17,20 +19,9 @@ from monitor.analyze.gathering import find_groups
 from monitor.analyze.zones import Polygon
 from monitor.rules.gathering import GatheringParams, GatheringState
 from monitor.rules.models import GatheringRuleConfig, RuleConfig, StaffingRuleConfig
-from monitor.rules.policy import AnnouncementPolicy, Decision
-from monitor.types import Observation
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """An incident transition. ``since`` is when the situation really began (it may precede ``ts``)."""
-
-    kind: Literal["opened", "peak", "closed"]
-    ts: float
-    count: int
-    peak: int
-    since: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+from monitor.rules.offline import OfflineState
+from monitor.rules.policy import REASON_NO_INCIDENT, AnnouncementPolicy, Decision
+from monitor.types import Observation, Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +47,6 @@ class GatheringRuntime:
                 config.close_level,
                 config.clear_s,
                 config.tolerance_s,
-                config.cooldown_s,
             )
         )
         self.policy: AnnouncementPolicy = config.build_policy()
@@ -68,12 +58,19 @@ class GatheringRuntime:
         count, details = self._measure(obs, zones)
         transitions = []
         for event in self.state.update(obs.ts, count):
-            if event.transition == "opened":
+            if event.kind == "opened":
                 self.opened_at = event.ts
-            elif event.transition == "closed":
+                details = {"threshold": self.config.min_people, **details}
+            elif event.kind == "closed":
                 self.opened_at = None
-            transitions.append(Transition(event.transition, event.ts, event.count, event.peak, details=details))
+            transitions.append(replace(event, details={**event.details, **details}))
         return RuleStep(transitions, self.policy.decide(obs.ts, self.opened_at))
+
+    def resume(self, opened_at: float, peak: int, announced_at: float | None) -> None:
+        """Carry on an incident opened before a restart, without repeating its first announcement."""
+        self.state.resume(opened_at, peak)
+        self.opened_at = opened_at
+        self.policy.resume(opened_at, announced_at)
 
     def tick(self, now: float) -> RuleStep:
         """Repeats and escalation advance with time alone."""
@@ -129,20 +126,48 @@ class StaffingRuntime:
         """Duty windows end and reminders repeat even when the camera is silent."""
         return self._after(self.state.tick(now), now)
 
-    def _after(self, events: list[Any], now: float) -> RuleStep:
+    def resume(self, opened_at: float, peak: int, announced_at: float | None) -> None:
+        """Carry on an incident opened before a restart, without repeating its first announcement."""
+        self.state.resume(opened_at, peak)
+        self.opened_at = opened_at
+        self.policy.resume(opened_at, announced_at)
+
+    def _after(self, events: list[Transition], now: float) -> RuleStep:
         transitions = []
         for event in events:
-            if event.transition == "opened":
+            if event.kind == "opened":
                 self.opened_at = event.since
-                transitions.append(Transition("opened", event.ts, event.count, event.count, event.since,
-                                              {"required": self.config.min_staff}))  # fmt: skip
+                details = {"threshold": self.config.min_staff, "required": self.config.min_staff}
+                transitions.append(replace(event, details=details))
             else:
                 self.opened_at = None
-                details = {k: v for k, v in event.details().items() if k != "kind"}
-                transitions.append(Transition("closed", event.until or event.ts, event.count, event.lowest,
-                                              event.since, details))  # fmt: skip
+                transitions.append(replace(event, ts=event.until or event.ts))
         return RuleStep(transitions, self.policy.decide(now, self.opened_at))
 
+
+class OfflineRuntime:
+    """Camera offline: no frames for longer than the camera's grace period. It never announces."""
+
+    incident_kind = "camera_offline"
+
+    def __init__(self, camera: str, grace_s: float, started_at: float) -> None:
+        self.camera = camera
+        self.rule_id = f"camera_offline/{camera}"
+        self.state = OfflineState(grace_s, started_at)
+
+    def update(self, now: float, receiving: bool, last_frame_at: float | None, error: str | None) -> RuleStep:
+        """Advance with the camera's receiving state; ``error`` is the stream's last error (redacted)."""
+        transitions = self.state.update(now, receiving, last_frame_at)
+        details = {"last_error": error}
+        return RuleStep([replace(t, details=details) if t.kind == "opened" else t for t in transitions], NO_DECISION)
+
+    def resume(self, opened_at: float, peak: int, announced_at: float | None) -> None:
+        """The camera was still dark when the engine stopped: the same incident stays open until it is back."""
+        del peak, announced_at
+        self.state.resume(opened_at)
+
+
+NO_DECISION = Decision(False, REASON_NO_INCIDENT)
 
 RuleRuntime = GatheringRuntime | StaffingRuntime
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
 
 from monitor.rules.schedule import Schedule
+from monitor.types import Transition
 
 KIND = "checkpoint_unstaffed"
 
@@ -38,39 +38,6 @@ class StaffingParams:
     restored_s: float = 10.0
     tolerance_s: float = 3.0
     max_gap_s: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class StaffingEvent:
-    """An incident transition. ``since``: when the staffing first fell short (the incident's real start).
-
-    On ``closed``, ``until`` is when staffing was back (or the duty window ended) and ``reason`` is
-    ``"restored"`` or ``"off_duty"``; ``lowest`` is the smallest count seen during the incident.
-    """
-
-    transition: Literal["opened", "closed"]
-    ts: float
-    count: int
-    since: float
-    lowest: int
-    until: float | None = None
-    reason: str = ""
-
-    @property
-    def duration_s(self) -> float | None:
-        """How long the checkpoint was short of staff (closed events only)."""
-        return None if self.until is None else self.until - self.since
-
-    def details(self) -> dict[str, float | int | str | None]:
-        """Plain values for the incident record."""
-        return {
-            "kind": KIND,
-            "since": self.since,
-            "until": self.until,
-            "lowest": self.lowest,
-            "reason": self.reason,
-            "duration_s": self.duration_s,
-        }
 
 
 class _Phase(Enum):
@@ -99,7 +66,7 @@ class StaffingState:
         """Whether a checkpoint_unstaffed incident is open."""
         return self.phase is _Phase.OPEN
 
-    def update(self, ts: float, count: int) -> list[StaffingEvent]:
+    def update(self, ts: float, count: int) -> list[Transition]:
         """Advance to ``ts`` having seen ``count`` people in the checkpoint zone."""
         gap = self.last_ts is not None and ts - self.last_ts > self.params.max_gap_s
         self.last_ts = ts
@@ -120,10 +87,10 @@ class StaffingState:
         assert self.since is not None
         if self.phase is _Phase.SHORT and ts - self.since >= self.params.unstaffed_s:
             self.phase = _Phase.OPEN
-            return [StaffingEvent("opened", ts, count, self.since, self.lowest)]
+            return [Transition("opened", ts, count, self.lowest, since=self.since)]
         return []
 
-    def tick(self, ts: float) -> list[StaffingEvent]:
+    def tick(self, ts: float) -> list[Transition]:
         """Advance the clock without an observation: closes an open incident when duty has ended."""
         if self.schedule.active(ts):
             return []
@@ -137,7 +104,7 @@ class StaffingState:
         self.low_start = ts if self.low_start is None else self.low_start
         return self.last_ok is not None and ts - self.last_ok < self.params.tolerance_s
 
-    def _staffed_spell(self, ts: float, count: int) -> list[StaffingEvent]:
+    def _staffed_spell(self, ts: float, count: int) -> list[Transition]:
         """Short or open, and people are there: back to staffed once it has lasted restored_s."""
         self.ok_since = ts if self.ok_since is None else self.ok_since
         if ts - self.ok_since < self.params.restored_s:
@@ -145,19 +112,30 @@ class StaffingState:
         events = []
         if self.phase is _Phase.OPEN:
             assert self.since is not None
-            events.append(StaffingEvent("closed", ts, count, self.since, self.lowest, self.ok_since, "restored"))
+            events.append(self._closed(ts, count, self.ok_since, "restored"))
         self._reset()
         return events
 
-    def _off_duty(self, ts: float, count: int | None) -> list[StaffingEvent]:
+    def _off_duty(self, ts: float, count: int | None) -> list[Transition]:
         events = []
         if self.phase is _Phase.OPEN:
             assert self.since is not None
             shown = self.lowest if count is None else count
-            events.append(StaffingEvent("closed", ts, shown, self.since, self.lowest, self._duty_end(ts), "off_duty"))
+            events.append(self._closed(ts, shown, self._duty_end(ts), "off_duty"))
         self._reset()
         self.last_ok = self.low_start = None
         return events
+
+    def _closed(self, ts: float, count: int, until: float | None, reason: str) -> Transition:
+        """Staffing restored or duty over: ``peak`` is the fewest staff seen during the incident."""
+        assert self.since is not None
+        duration = None if until is None else until - self.since
+        details = {"since": self.since, "until": until, "lowest": self.lowest, "reason": reason, "duration_s": duration}
+        return Transition("closed", ts, count, self.lowest, self.since, until, reason, details)
+
+    def resume(self, since: float, lowest: int) -> None:
+        """Carry on an incident opened before a restart."""
+        self.phase, self.since, self.lowest, self.ok_since = _Phase.OPEN, since, lowest, None
 
     def _duty_end(self, ts: float) -> float:
         """When the duty window that held the incident ended (at most ``ts``)."""

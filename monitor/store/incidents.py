@@ -11,14 +11,12 @@ Updates are optimistic transactions (WATCH/MULTI), so several engines can share 
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import redis
 
-from monitor.types import PlaybackResult
+from monitor.incident import Incident, IncidentChange
 
 PREFIX = "vm"
 INDEX = f"{PREFIX}:incidents"
@@ -42,65 +40,11 @@ def camera_key(camera: str) -> str:
     return f"{PREFIX}:camera:{camera}"
 
 
-def iso(ts: float | None) -> str | None:
-    """Seconds since the epoch as ISO 8601 with the local UTC offset."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
-
-
-def new_incident_id(ts: float) -> str:
-    """Time-sortable, unique without coordination: milliseconds plus random bits."""
-    return f"{int(ts * 1000):013d}-{secrets.token_hex(3)}"
-
-
 class IncidentStore:
     """Incident records and events; every method is one short Redis round trip or transaction."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-
-    def open(
-        self,
-        *,
-        kind: str,
-        rule: str,
-        camera: str,
-        zone: str | None,
-        ts: float,
-        count: int,
-        details: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Create an open incident and announce it on the event stream."""
-        incident_id = new_incident_id(ts)
-        record: dict[str, Any] = {
-            "id": incident_id,
-            "kind": kind,
-            "rule": rule,
-            "camera": camera,
-            "zone": zone,
-            "status": "open",
-            "opened_at": iso(ts),
-            "closed_at": None,
-            "opened_ts": ts,
-            "closed_ts": None,
-            "peak_count": count,
-            "clip": None,
-            "snapshot": None,
-            "announcements": [],
-            "details": dict(details or {}),
-        }
-        pipe = self.r.pipeline()
-        pipe.set(incident_key(incident_id), json.dumps(record))
-        pipe.zadd(INDEX, {incident_id: ts})
-        pipe.xadd(
-            EVENTS,
-            {"type": "incident_opened", "id": incident_id, "camera": camera, "kind": kind},
-            maxlen=EVENTS_MAXLEN,
-            approximate=True,
-        )
-        pipe.execute()
-        return record
 
     def get(self, incident_id: str) -> dict[str, Any] | None:
         """One incident record, or None."""
@@ -129,40 +73,55 @@ class IncidentStore:
 
         self.r.transaction(txn, key)
 
-    def close(
-        self, incident_id: str, ts: float, peak: int, reason: str = "rule", details: Mapping[str, Any] | None = None
-    ) -> None:
-        """Mark an incident closed (a status set by staff, such as acknowledged, is kept).
+    def apply(self, change: IncidentChange) -> bool:
+        """Apply one engine change atomically, unless the record already has it (False: a replay, skipped).
 
-        ``reason`` says who closed it: the rule, or the engine shutting down while it was open.
+        Changes of one incident arrive in ``seq`` order from the engine's outbox; the record keeps the highest
+        ``seq`` applied, so delivering the same change twice (after a crash or a lost reply) changes nothing.
+        Fields staff own (a reviewed status, notes, audit) are kept: only the change's own fields are touched.
         """
+        key = incident_key(change.incident_id)
 
-        def change(rec: dict[str, Any]) -> None:
-            rec.update(closed_at=iso(ts), closed_ts=ts, peak_count=max(rec["peak_count"], peak))
-            rec["details"].update(details or {}, closed_by=reason)
-            if rec["status"] == "open":
-                rec["status"] = "closed"
+        def txn(pipe: redis.client.Pipeline) -> bool:
+            raw = pipe.get(key)
+            if change.kind == "opened":
+                if raw is not None:
+                    return False
+                record = dict(change.data["record"])
+            else:
+                if raw is None:
+                    raise KeyError(f"no incident {change.incident_id} for change {change.key}")
+                current = Incident.from_record(json.loads(raw))
+                if current.seq >= change.seq:
+                    return False
+                record = current.apply(change).to_record()
+            pipe.multi()
+            pipe.set(key, json.dumps(record, ensure_ascii=False))
+            if change.kind == "opened":
+                pipe.zadd(INDEX, {change.incident_id: float(record["opened_ts"])})
+                pipe.sadd(CAMERAS, record["camera"])
+            fields = {"type": change.event, "id": change.incident_id, "camera": record["camera"]}
+            if change.kind == "opened":
+                fields["kind"] = record["kind"]
+            pipe.xadd(EVENTS, fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            return True
 
-        self.update(incident_id, change, "incident_closed")
+        typed_txn = cast("Callable[[redis.client.Pipeline], None]", txn)  # redis' stubs type the callable as None
+        return bool(self.r.transaction(typed_txn, key, value_from_callable=True))
 
-    def set_peak(self, incident_id: str, peak: int) -> None:
-        """Raise the incident's peak count."""
-        self.update(incident_id, lambda rec: rec.update(peak_count=max(rec["peak_count"], peak)))
+    def incident(self, incident_id: str) -> Incident | None:
+        """One incident, typed, or None."""
+        record = self.get(incident_id)
+        return None if record is None else Incident.from_record(record)
 
-    def set_media(self, incident_id: str, **paths: str | None) -> None:
-        """Record where the clip and/or snapshot were written."""
-        self.update(incident_id, lambda rec: rec.update(paths), "incident_media")
-
-    def add_announcement(self, incident_id: str, result: PlaybackResult) -> None:
-        """Record one playback attempt on the incident."""
-        entry = {
-            "speaker": result.speaker,
-            "started_at": iso(result.started_at),
-            "ended_at": iso(result.ended_at),
-            "ok": result.ok,
-            "error": result.error,
-        }
-        self.update(incident_id, lambda rec: rec["announcements"].append(entry), "announcement")
+    def open_incidents(self, cameras: Iterable[str]) -> list[Incident]:
+        """Incidents of these cameras that are still open (for recovery after a crash)."""
+        wanted = set(cameras)
+        return [
+            Incident.from_record(rec)
+            for rec in self.list(newest_first=False)
+            if rec.get("camera") in wanted and rec.get("closed_ts") is None
+        ]
 
     def list(self, newest_first: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Incident records in time order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import redis
@@ -61,12 +62,14 @@ def create_app(
     *,
     secret_key: str | None = None,
     metrics: EngineMetrics | None = None,
+    engine_health: Callable[[], Mapping[str, object]] | None = None,
 ) -> FastAPI:
     """The web app on ``store_client``'s Redis.
 
     ``config`` supplies zones and the data directory (media outside it is never served); None is
     allowed for a bare review instance. ``secret_key`` keys the session-token HMAC (default: one
-    stored in Redis, shared by every instance). ``metrics``: the running engine's counters.
+    stored in Redis, shared by every instance). ``metrics``: the running engine's counters; ``engine_health``:
+    the running engine's own state (outbox backlog, store and disk problems) for /healthz and the dashboard.
     """
     app = FastAPI(
         title="village-monitor",
@@ -85,12 +88,20 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], responses={503: {"description": "Redis unreachable"}})
     def healthz() -> JSONResponse:
-        """Open liveness check: the server answers and reaches Redis."""
+        """Open liveness check: the server answers and reaches Redis; ``degraded`` while the engine in this process
+        has incident changes waiting for Redis, cannot write media (low disk), or saw an action fail."""
         try:
             store_client.ping()
+            reachable = True
         except redis.RedisError:
-            return JSONResponse({"ok": False, "redis": False}, status_code=503)
-        return JSONResponse({"ok": True, "redis": True})
+            reachable = False
+        engine = dict(engine_health()) if engine_health is not None else None
+        degraded = not reachable or bool(engine and engine.get("degraded"))
+        status = "degraded" if degraded else "ok"
+        body: dict[str, object] = {"ok": reachable and not degraded, "status": status, "redis": reachable}
+        if engine is not None:
+            body["engine"] = engine
+        return JSONResponse(body, status_code=200 if reachable else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     def prometheus(_: Request) -> Response:

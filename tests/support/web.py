@@ -16,6 +16,7 @@ import redis
 import yaml
 
 from monitor.config import LoadedConfig, load_config
+from monitor.incident import AnnouncementResult, Incident, new_incident_id
 from monitor.store.incidents import IncidentStore
 from monitor.types import PlaybackResult
 from monitor.web.app import create_app
@@ -102,18 +103,28 @@ def seed_incident(
     """An incident as the engine records it: opened, media attached, announced, closed."""
     store = IncidentStore(client)
     ts = time.time() - 60 if ts is None else ts
-    rec = store.open(
-        kind=kind, rule=f"{kind}/{camera}/门口", camera=camera, zone="门口", ts=ts, count=5,
+    new = Incident(
+        new_incident_id(ts), kind, f"{kind}/{camera}/门口", camera, "门口", ts, peak_count=5,
         details={"min_people": 4, "password": SECRET},
     )  # fmt: skip
-    store.set_media(rec["id"], clip=str(clip) if clip else None, snapshot=str(snapshot) if snapshot else None)
-    store.add_announcement(rec["id"], PlaybackResult("horn1", ts + 1, ts + 4, True))
+    incident, change = new.opening()
+    changes = [change]
+    incident, change = incident.change("media", clip=str(clip) if clip else None,
+                                       snapshot=str(snapshot) if snapshot else None)  # fmt: skip
+    changes.append(change)
+    results = [PlaybackResult("horn1", ts + 1, ts + 4, True)]
     if failed_speaker:
         error = f"HTTP 401 from http://root:{SECRET}@10.0.0.9/axis-cgi/audio/transmit.cgi"
-        store.add_announcement(rec["id"], PlaybackResult("horn2", ts + 1, ts + 2, False, error))
+        results.append(PlaybackResult("horn2", ts + 1, ts + 2, False, error))
+    for result in results:
+        incident, change = incident.change("announcement", result=AnnouncementResult.of(result).to_record())
+        changes.append(change)
     if close:
-        store.close(rec["id"], ts + 30, 7)
-    return str(rec["id"])
+        incident, change = incident.change("closed", ts=ts + 30, peak=7, closed_by="rule")
+        changes.append(change)
+    for change in changes:
+        store.apply(change)
+    return incident.id
 
 
 @dataclass

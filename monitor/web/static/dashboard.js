@@ -44,7 +44,24 @@
     document.getElementById("open-total").textContent = page.items.length ? `${page.items.length} 未处理 open` : "";
   }
 
-  await Promise.all([loadCameras(), loadOpen()]);
+  // Degraded engine (Redis unreachable, incidents waiting in the local outbox, clips stopped by a low disk).
+  const health = document.getElementById("engine-health");
+  async function loadHealth() {
+    let body;
+    try { body = await (await fetch("/healthz", { cache: "no-store" })).json(); } catch { body = { status: "degraded" }; }
+    const engine = body.engine || {};
+    const reasons = [];
+    if (body.redis === false) reasons.push("Redis 不可达 unreachable");
+    if (engine.outbox_pending) reasons.push(`${engine.outbox_pending} 条事件变更待写入 incident changes wait in the local outbox`);
+    if (engine.store_error) reasons.push(`存储错误 store error: ${engine.store_error}`);
+    if (engine.media_problem) reasons.push(`录像已停止 clips and pictures stopped: ${engine.media_problem}`);
+    if (engine.dispatcher_failures) reasons.push(`${engine.dispatcher_failures} 个动作失败 actions failed (see log)`);
+    health.hidden = body.status !== "degraded";
+    health.textContent = health.hidden ? "" : `降级运行 DEGRADED — ${reasons.join("; ") || "see /healthz"}`;
+  }
+  setInterval(loadHealth, 5000);
+
+  await Promise.all([loadCameras(), loadOpen(), loadHealth()]);
   VM.events({ camera: show, incident: () => { loadOpen(); loadCameras(); } });
   // The live image is rewritten in place every few seconds: reload it even if no status event came.
   setInterval(() => {

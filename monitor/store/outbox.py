@@ -1,0 +1,229 @@
+"""The durable local outbox: every incident change is written here first, then delivered to Redis in order.
+
+Why: Redis may be down, frozen or far away, and the detection loop must neither wait for it nor lose what
+happened meanwhile. SQLite in WAL mode (``synchronous=FULL``) keeps the queue across crashes and power cuts.
+Besides the queue it keeps this engine's copy of its incidents that are still open, which is what crash
+recovery resumes or closes at the next start, and a heartbeat that dates an unclean stop.
+
+If the disk is full and SQLite cannot write, changes wait in memory (in order, after those on disk) and the
+outbox says so in ``problem``; nothing is dropped while the process lives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from monitor.incident import Incident, IncidentChange
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (incident_id, seq)
+);
+CREATE TABLE IF NOT EXISTS open_incidents (id TEXT PRIMARY KEY, rule TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Outbox:
+    """Ordered, durable queue of ``IncidentChange`` plus the open incidents; safe to use from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._memory: deque[IncidentChange] = deque()  # written when the disk refused; delivered after the disk's
+        self._open_in_memory: dict[str, Incident | None] = {}  # open-incident copies not yet on disk
+        self.problem: str | None = None
+        self.added = threading.Event()  # set on every put: wakes the delivery thread
+
+    def put(self, change: IncidentChange, incident: Incident) -> None:
+        """Queue ``change`` and keep ``incident`` (the state after it) as this engine's copy while it is open."""
+        with self._lock:
+            if not self._memory:
+                try:
+                    self._write(change, incident)
+                    self.added.set()
+                    return
+                except sqlite3.Error as exc:
+                    self.problem = f"outbox not writable ({exc}): changes wait in memory"
+                    log.error("%s", self.problem)
+            self._memory.append(change)
+            self._open_in_memory[incident.id] = incident if incident.is_open else None
+        self.added.set()
+
+    def _write(self, change: IncidentChange, incident: Incident) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR IGNORE INTO changes (incident_id, seq, body) VALUES (?, ?, ?)",
+                (change.incident_id, change.seq, json.dumps(change.to_json(), ensure_ascii=False)),
+            )
+            self._keep(incident)
+
+    def _keep(self, incident: Incident) -> None:
+        if incident.is_open:
+            self._db.execute(
+                "INSERT OR REPLACE INTO open_incidents (id, rule, record) VALUES (?, ?, ?)",
+                (incident.id, incident.rule, json.dumps(incident.to_record(), ensure_ascii=False)),
+            )
+        else:
+            self._db.execute("DELETE FROM open_incidents WHERE id = ?", (incident.id,))
+
+    def pending(self) -> int:
+        """Changes not yet delivered (on disk and in memory)."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
+            return int(count) + len(self._memory)
+
+    def deliver(self, apply: Callable[[IncidentChange], bool], limit: int = 200) -> int:
+        """Apply queued changes in order until one fails; return how many were delivered.
+
+        ``apply`` raises on a store error (the change stays queued and is tried again later). A change the
+        store has already applied (a replay) counts as delivered.
+        """
+        delivered = 0
+        with self._lock:
+            rows = self._db.execute("SELECT id, body FROM changes ORDER BY id LIMIT ?", (limit,)).fetchall()
+        for row_id, body in rows:
+            apply(IncidentChange.from_json(json.loads(body)))
+            with self._lock:
+                self._db.execute("DELETE FROM changes WHERE id = ?", (row_id,))
+            delivered += 1
+        if rows:
+            return delivered
+        while True:  # the disk's queue is empty: now the changes that waited in memory
+            with self._lock:
+                if not self._memory:
+                    self._flush_open_copies()
+                    return delivered
+                change = self._memory[0]
+            apply(change)
+            with self._lock:
+                self._memory.popleft()
+            delivered += 1
+
+    def _flush_open_copies(self) -> None:
+        """Memory drained: write the open-incident copies that could not be written, if the disk takes them now."""
+        if not self._open_in_memory:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for incident_id, incident in self._open_in_memory.items():
+                    if incident is None:
+                        self._db.execute("DELETE FROM open_incidents WHERE id = ?", (incident_id,))
+                    else:
+                        self._keep(incident)
+            self._open_in_memory.clear()
+            self.problem = None
+        except sqlite3.Error as exc:
+            self.problem = f"outbox not writable ({exc})"
+
+    def open_incidents(self) -> list[Incident]:
+        """This engine's incidents that were open when it last wrote them (for recovery)."""
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM open_incidents ORDER BY id").fetchall()
+        return [Incident.from_record(json.loads(record)) for (record,) in rows]
+
+    def heartbeat(self, ts: float) -> None:
+        """Note that the engine was alive at ``ts`` (dates an unclean stop); a full disk is tolerated."""
+        try:
+            with self._lock, self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('alive', ?)", (repr(ts),))
+        except sqlite3.Error as exc:
+            log.debug("outbox heartbeat not written: %s", exc)
+
+    def last_alive(self) -> float | None:
+        """The last heartbeat (None on a new data directory)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'alive'").fetchone()
+        return None if row is None else float(row[0])
+
+    def close(self) -> None:
+        """Close the database (what is queued stays for the next start)."""
+        with self._lock:
+            self._db.close()
+
+
+class Delivery:
+    """A thread that delivers the outbox to the store, with backoff while the store fails.
+
+    ``on_error`` is called once per failed attempt (the store-errors metric); ``flush`` at shutdown gives it a
+    bounded time to empty the queue, and what is left is delivered by the next start.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        apply: Callable[[IncidentChange], bool],
+        on_error: Callable[[Exception], None] | None = None,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.outbox = outbox
+        self.apply = apply
+        self.on_error = on_error
+        self.max_backoff_s = max_backoff_s
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-delivery", daemon=True)
+
+    def start(self) -> Delivery:
+        """Start delivering."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            self.outbox.added.clear()
+            try:
+                self.outbox.deliver(self._apply_one)
+            except Exception as exc:  # Redis down or frozen (RedisError), or anything else: retry, never die
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if self.on_error is not None:
+                    self.on_error(exc)
+                log.warning("store unreachable, %d change(s) wait in the outbox: %s", self.outbox.pending(), exc)
+                self._stop.wait(backoff)
+                backoff = min(self.max_backoff_s, backoff * 2)
+                continue
+            backoff, self.last_error = 0.2, None
+            if self.outbox.pending() == 0:
+                self.outbox.added.wait(0.5)
+
+    def _apply_one(self, change: IncidentChange) -> bool:
+        try:
+            return self.apply(change)
+        except KeyError as exc:  # the record is gone (deleted by hand): nothing to attach this change to
+            log.error("dropping change %s: %s", change.key, exc)
+            return False
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the queue to empty; True if it did."""
+        deadline = time.monotonic() + timeout
+        self.outbox.added.set()
+        while self.outbox.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.outbox.pending() == 0
+
+    def stop(self) -> None:
+        """Stop the thread (what is queued stays in the outbox)."""
+        self._stop.set()
+        self.outbox.added.set()
+        self._thread.join(10)
