@@ -7,13 +7,14 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from monitor.config import check_files, load_or_report
-from monitor.redact import redact_fields, redact_url, scrub
+from monitor.redact import ScrubFilter, redact_fields, redact_url, scrub
 
 if TYPE_CHECKING:
     from monitor.engine import Engine
@@ -95,6 +96,7 @@ def _setup_logging(verbose: bool) -> None:
     handler = RichHandler(
         console=Console(stderr=True), show_path=False, rich_tracebacks=True, log_time_format="%H:%M:%S"
     )
+    handler.addFilter(ScrubFilter())  # no log line carries a credential, whichever module wrote it
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("ultralytics", "libav"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -125,11 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
-    problems = check_files(loaded, decode=False)
-    if problems:
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        return 1
+    for problem in check_files(loaded, decode=False):  # one bad camera or file never stops the others
+        log.error("%s", problem)
     from monitor.engine import Engine
     from monitor.web.metrics import EngineMetrics
 
@@ -163,7 +162,9 @@ def _start_web(engine: Engine, metrics: EngineMetrics) -> WebServer | None:
     assert engine.store is not None
     web = engine.loaded.config.web
     try:
-        server = WebServer(create_app(engine.store.r, engine.loaded, metrics=metrics), web.host, web.port).start()
+        health = engine.health
+        app = create_app(engine.store.r, engine.loaded, metrics=metrics, engine_health=lambda: health().to_json())
+        server = WebServer(app, web.host, web.port).start()
     except (OSError, RuntimeError) as exc:  # a busy port must not stop the cameras
         log.error("web page not served on %s:%d: %s", web.host, web.port, exc)
         return None
@@ -255,7 +256,7 @@ def cmd_speaker_test(args: argparse.Namespace) -> int:
 
     try:
         speaker = create_speaker(args.name, cfg)
-        speaker.play(load_announcement(loaded.resolve(audio), speaker.sample_rate))
+        speaker.play(load_announcement(loaded.resolve(audio), speaker.sample_rate), threading.Event())
     except (SpeakerError, AnnouncementError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -284,7 +285,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     try:
         result = probe(args.url, args.seconds, args.detect_fps)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        print(f"{redact_url(args.url)}: {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
+        print(f"{redact_url(args.url)}: {type(exc).__name__}: {scrub(str(exc), args.url)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result.as_dict()))

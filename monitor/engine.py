@@ -37,6 +37,7 @@ from monitor.incident import Incident
 from monitor.reload import plan_reload
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.status import StatusReporter
+from monitor.store.disk import DiskGuard
 from monitor.store.embedded import EmbeddedRedis
 from monitor.store.incidents import IncidentStore
 from monitor.store.outbox import Delivery, Outbox
@@ -103,6 +104,7 @@ class Engine:
         self._detectors: dict[DetectorConfig, Detector] = {}
         self.cameras = {name: self._build_camera(name) for name in loaded.config.cameras}
         self._watcher = ConfigWatcher(loaded)
+        self.disk = DiskGuard(self.data_dir, loaded.config.retention.min_free_mb)
         self.store: IncidentStore | None = None
         self.outbox: Outbox | None = None
         self.delivery: Delivery | None = None
@@ -170,8 +172,11 @@ class Engine:
             self.metrics.announcement(result.speaker, result.ok, result.ended_at - result.started_at)
 
     def media_problem(self) -> str | None:
-        """Why clips and pictures are not written now (a low disk), or None."""
-        return None
+        """Why clips and pictures are not written now (free space under ``retention.min_free_mb``), or None.
+
+        Stopping media early leaves room for what matters more: the incident records (outbox, Redis's log).
+        """
+        return None if self.disk.ok() else self.disk.reason
 
     def health(self) -> EngineHealth:
         """Degraded while incident changes wait for the store, media cannot be written, or actions failed."""

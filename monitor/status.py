@@ -23,6 +23,8 @@ from speakers.health import HealthMonitor
 
 log = logging.getLogger("monitor.engine")
 
+STORE_RETRY_S = 5.0
+
 
 class StatusReporter:
     """Publishes what the engine sees; entries expire after ``ttl_s`` so a dead engine shows as no data."""
@@ -43,6 +45,7 @@ class StatusReporter:
         self._speaker_problems: dict[str, str | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._store_down_until = 0.0
 
     def start(
         self,
@@ -69,9 +72,13 @@ class StatusReporter:
             self._thread.join(10)
 
     def _store_error(self, what: str, exc: Exception) -> None:
-        log.error("could not publish status of %s: %s", what, exc)
+        log.error("could not publish status of %s: %s (retrying in %.0f s)", what, exc, STORE_RETRY_S)
+        self._store_down_until = time.monotonic() + STORE_RETRY_S  # a frozen Redis costs one timeout, not one a line
         if self.on_store_error is not None:
             self.on_store_error(exc)
+
+    def _store_usable(self) -> bool:
+        return time.monotonic() >= self._store_down_until
 
     def report(self, cameras: Iterable[CameraRuntime], speaker_health: HealthMonitor | None) -> None:
         """One console line per camera, and the same figures in Redis for other machines."""
@@ -113,6 +120,8 @@ class StatusReporter:
                 "problem": health.problem or "",
                 "checked_ts": health.checked_at,
             }
+            if not self._store_usable():
+                continue
             try:
                 self.store.publish_speaker_status(name, status, ttl_s=self.ttl_s)
             except redis.RedisError as exc:
@@ -146,6 +155,8 @@ class StatusReporter:
             "url": cam.worker.source.redacted(),
             "updated_ts": time.time(),
         }
+        if not self._store_usable():
+            return
         try:
             self.store.publish_camera_status(cam.name, status, ttl_s=self.ttl_s)
         except redis.RedisError as exc:

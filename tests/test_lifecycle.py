@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.support.engine_process import start_engine
 from tests.support.media import CROWD, LOWER_ZONE, cut_scenario
 from tests.support.processes import stop
 from tests.support.waiting import incidents_via_cli
@@ -58,21 +58,10 @@ def crowd_config(root: Path, square_mp4: Path, tmp_path: Path, write_config: Cal
     )
 
 
-def start_engine(cfg: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    log = cfg.parent / "engine.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "-c", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            env={**os.environ, "COLUMNS": "200"},
-        )
-    return proc, log
-
-
 def test_sigterm_finishes_the_open_clip_and_leaves_no_process(crowd_config: Path) -> None:
     data = crowd_config.parent / "data"
-    engine, log = start_engine(crowd_config)
+    log = crowd_config.parent / "engine.log"
+    engine = start_engine(crowd_config, log)
     try:
         wait_for_log(engine, log, "opened: gathering", timeout=90)
         time.sleep(2)  # the clip is now recording its post-roll
@@ -91,7 +80,8 @@ def test_sigterm_finishes_the_open_clip_and_leaves_no_process(crowd_config: Path
 
 def test_incidents_survive_a_crash(crowd_config: Path) -> None:
     data = crowd_config.parent / "data"
-    engine, log = start_engine(crowd_config)
+    log = crowd_config.parent / "engine.log"
+    engine = start_engine(crowd_config, log)
     try:
         wait_for_log(engine, log, "opened: gathering", timeout=90)
         time.sleep(1.5)  # the append-only file is synced every second
@@ -107,3 +97,73 @@ def test_incidents_survive_a_crash(crowd_config: Path) -> None:
     assert record["kind"] == "gathering" and record["camera"] == "plaza"
     assert record["status"] == "open", "it was open when the engine died"
     assert Path(record["snapshot"]).is_file()
+
+
+def test_a_crash_with_an_open_incident_is_resumed_after_the_restart_not_duplicated(
+    root: Path, square_mp4: Path, tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    scenario = cut_scenario(square_mp4, [CROWD], tmp_path / "crowd.mp4")  # loops: the crowd stays
+    cfg = write_config(
+        {
+            "data_dir": "./data",
+            "clips": {"pre_roll_s": 5, "post_roll_s": 30},  # the clip is still being written when the engine dies
+            "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}}},
+            "rules": [
+                {"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2, "clear_s": 30}
+            ],
+        }
+    )
+    data = cfg.parent / "data"
+    log = cfg.parent / "engine.log"
+    engine = start_engine(cfg, log, "--no-web")
+    try:
+        wait_for_log(engine, log, "opened: gathering", timeout=90)
+        time.sleep(2)
+        os.killpg(engine.pid, signal.SIGKILL)  # the engine and its embedded Redis, as a power cut would
+        engine.wait(10)
+    finally:
+        stop(engine)
+    [crashed] = incidents_via_cli(cfg)
+    assert crashed["status"] == "open"
+    engine = start_engine(cfg, log, "--no-web", "--duration", "15")
+    try:
+        assert engine.wait(90) == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        stop(engine)
+    records = incidents_via_cli(cfg)
+    assert [r["id"] for r in records] == [crashed["id"]], "the same incident carried on: no second one beside it"
+    [record] = records
+    assert record["details"]["closed_by"] == "engine_stop" and record["closed_at"] is not None
+    assert any("resumed after a restart" in entry["event"] for entry in record["timeline"])
+    assert "left open by the previous run: resumed" in log.read_text(errors="replace")
+    assert not list((data / "clips").glob("*.part")), "the half-written clip was removed"
+    assert processes_mentioning(str(data / "redis")) == []
+
+
+def test_a_camera_offline_incident_stays_one_incident_across_a_clean_restart(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    from tests.support.processes import free_port
+
+    cfg = write_config(
+        {
+            "data_dir": "./data",
+            "cameras": {
+                "dark": {"url": f"rtsp://127.0.0.1:{free_port()}/none", "offline_after_s": 2, "open_timeout_s": 1}
+            },
+        }
+    )
+    ids = []
+    for _ in range(2):
+        log = cfg.parent / "engine.log"
+        engine = start_engine(cfg, log, "--no-web", "--duration", "8")
+        try:
+            assert engine.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+        finally:
+            stop(engine)
+        [record] = incidents_via_cli(cfg)
+        assert record["kind"] == "camera_offline" and record["status"] == "open" and record["closed_at"] is None
+        ids.append(record["id"])
+    assert ids[0] == ids[1], "one outage, one incident: not closed and reopened by the restart"
+    assert any("resumed" in entry["event"] for entry in record["timeline"])
+    assert "Connection refused" in (record["details"].get("last_error") or "")

@@ -17,7 +17,8 @@ import pytest
 from monitor.types import PlaybackResult
 from speakers import Pcm, SpeakerError, create_speaker, g711, load_announcement
 from speakers.config import SipSpeakerConfig
-from speakers.sip import SipSpeaker, parse_message, parse_sdp_answer, parse_sip_uri, sdp_offer
+from speakers.sip import SipSpeaker, parse_message, parse_sdp_answer, sdp_offer
+from speakers.sip_uri import parse_sip_uri
 from tests.support.audio_compare import RtpReceiver, best_alignment
 from tests.support.processes import free_port
 from tests.support.sip_peer import Sipp, sipp_available, start_sipp
@@ -94,7 +95,7 @@ def test_page_delivers_the_announcement(sipp: Sipp, codec: str, payload_type: in
     receiver = RtpReceiver(sipp.rtp, idle=0.5)
     receiver.start()
     t0 = time.monotonic()
-    sip_speaker(sipp.uri, codec=codec, timeout_s=5).play(pcm)
+    sip_speaker(sipp.uri, codec=codec, timeout_s=5).play(pcm, threading.Event())
     elapsed = time.monotonic() - t0
     assert sipp.wait() == 0, sipp.errors()  # the call ran through INVITE..BYE in order
     receiver.join()
@@ -114,7 +115,7 @@ def test_page_prefers_pcma_when_configured(sipp: Sipp) -> None:
     receiver = RtpReceiver(sipp.rtp, idle=0.4)
     receiver.start()
     pcm = tone(0.6)
-    sip_speaker(sipp.uri, codec="pcma").play(pcm)
+    sip_speaker(sipp.uri, codec="pcma").play(pcm, threading.Event())
     assert sipp.wait() == 0, sipp.errors()
     receiver.join()
     assert {p.payload_type for p in receiver.packets} == {8}
@@ -128,7 +129,7 @@ def test_digest_authentication(sipp: Sipp) -> None:
     """401 with a digest challenge -> second INVITE with credentials, checked by sipp's verifyauth."""
     receiver = RtpReceiver(sipp.rtp, idle=0.4)
     receiver.start()
-    sip_speaker(sipp.uri, username="page", password="secret").play(tone(0.5))
+    sip_speaker(sipp.uri, username="page", password="secret").play(tone(0.5), threading.Event())
     assert sipp.wait() == 0, sipp.errors()
     receiver.join()
     assert len(receiver.packets) == 25
@@ -138,7 +139,7 @@ def test_digest_authentication(sipp: Sipp) -> None:
 @pytest.mark.parametrize("sipp", ["uas_auth.xml"], indirect=True)
 def test_wrong_password_is_a_clear_error(sipp: Sipp) -> None:
     with pytest.raises(SpeakerError, match=r"'horn'.*403 Forbidden.*wrong username or password"):
-        sip_speaker(sipp.uri, username="page", password="guess").play(tone(0.5))
+        sip_speaker(sipp.uri, username="page", password="guess").play(tone(0.5), threading.Event())
 
 
 @needs_sipp
@@ -146,7 +147,7 @@ def test_wrong_password_is_a_clear_error(sipp: Sipp) -> None:
 def test_busy_speaker_is_a_clear_error(sipp: Sipp) -> None:
     t0 = time.monotonic()
     with pytest.raises(SpeakerError, match=r"speaker 'horn' \(sip sip:horn@127\.0\.0\.1:\d+\): busy \(486 Busy Here\)"):
-        sip_speaker(sipp.uri, timeout_s=3).play(tone())
+        sip_speaker(sipp.uri, timeout_s=3).play(tone(), threading.Event())
     assert time.monotonic() - t0 < 3
     assert sipp.wait() == 0, sipp.errors()  # we ACKed the 486
 
@@ -156,7 +157,7 @@ def test_busy_speaker_is_a_clear_error(sipp: Sipp) -> None:
 def test_no_answer_is_cancelled_at_the_timeout(sipp: Sipp) -> None:
     t0 = time.monotonic()
     with pytest.raises(SpeakerError, match=r"'horn'.*no answer within 1.5 s \(it rang; call cancelled\)"):
-        sip_speaker(sipp.uri, timeout_s=1.5).play(tone())
+        sip_speaker(sipp.uri, timeout_s=1.5).play(tone(), threading.Event())
     assert 1.5 <= time.monotonic() - t0 < 2.1
     assert sipp.wait() == 0, sipp.errors()  # CANCEL, 200, 487, ACK
 
@@ -165,7 +166,7 @@ def test_closed_port_is_unreachable_at_once() -> None:
     port = free_port(socket.SOCK_DGRAM)  # nothing listens: the kernel answers ICMP port unreachable
     t0 = time.monotonic()
     with pytest.raises(SpeakerError, match=rf"'horn'.*unreachable: nothing listens on 127\.0\.0\.1:{port}"):
-        sip_speaker(f"sip:horn@127.0.0.1:{port}", timeout_s=2).play(tone())
+        sip_speaker(f"sip:horn@127.0.0.1:{port}", timeout_s=2).play(tone(), threading.Event())
     assert time.monotonic() - t0 < 2
 
 
@@ -187,7 +188,7 @@ def test_silent_host_times_out_after_invite_retransmissions() -> None:
     thread.start()
     t0 = time.monotonic()
     with pytest.raises(SpeakerError, match=r"no response from 127\.0\.0\.1:\d+ within 2 s \(unreachable"):
-        sip_speaker(f"sip:horn@127.0.0.1:{hole.getsockname()[1]}", timeout_s=2).play(tone())
+        sip_speaker(f"sip:horn@127.0.0.1:{hole.getsockname()[1]}", timeout_s=2).play(tone(), threading.Event())
     assert 2.0 <= time.monotonic() - t0 < 2.3
     done.set()
     thread.join()
@@ -199,11 +200,11 @@ def test_silent_host_times_out_after_invite_retransmissions() -> None:
 @needs_sipp
 @pytest.mark.parametrize("sipp", ["uas_options.xml"], indirect=True)
 def test_health_is_an_options_ping(sipp: Sipp) -> None:
-    assert sip_speaker(sipp.uri).health() is None
+    assert sip_speaker(sipp.uri).health().ok
     assert sipp.wait() == 0, sipp.errors()
     closed = free_port(socket.SOCK_DGRAM)
-    problem = sip_speaker(f"sip:horn@127.0.0.1:{closed}").health()
-    assert problem is not None and "unreachable" in problem
+    health = sip_speaker(f"sip:horn@127.0.0.1:{closed}").health()
+    assert not health.ok and "unreachable" in (health.problem or "")
 
 
 @needs_sipp
@@ -213,10 +214,13 @@ def test_busy_and_unreachable_are_recorded_on_the_incident(sipp: Sipp, redis_url
     import redis
 
     from monitor.actions.announce import Announcer
+    from monitor.incident import AnnouncementResult, Incident, new_incident_id
     from monitor.store.incidents import IncidentStore
 
     store = IncidentStore(redis.Redis.from_url(redis_url))
-    incident = store.open(kind="gathering", rule="r", camera="gate", zone=None, ts=time.time(), count=5)
+    opened, change = Incident(new_incident_id(time.time()), "gathering", "r", "gate", None, time.time()).opening()
+    store.apply(change)
+    incident = {"id": opened.id, "record": opened}
     closed_port = free_port(socket.SOCK_DGRAM)
     configs = {
         "busy_horn": SipSpeakerConfig(kind="sip", uri=sipp.uri, timeout_s=3),
@@ -230,9 +234,13 @@ def test_busy_and_unreachable_are_recorded_on_the_incident(sipp: Sipp, redis_url
         w.writeframes(tone(0.5).samples.tobytes())
     announcer = Announcer(dict(configs))
     done = threading.Semaphore(0)
+    lock = threading.Lock()
 
     def record(result: PlaybackResult) -> None:
-        store.add_announcement(incident["id"], result)
+        with lock:  # results come from two speaker threads; changes of one incident are numbered in order
+            entry = AnnouncementResult.of(result).to_record()
+            incident["record"], change = incident["record"].change("announcement", result=entry)
+            store.apply(change)
         done.release()
 
     queued = time.monotonic()

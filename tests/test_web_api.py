@@ -55,7 +55,7 @@ def test_every_api_route_refuses_anonymous_requests(site: Site) -> None:
         url = path.replace("{incident_id}", incident).replace("{name}", "gate")
         res = http.request(method, url, json={"note": "x", "role": "admin", "password": "12345678"})
         assert res.status_code == 401, (method, url, res.status_code, res.text)
-    assert http.get("/healthz").json() == {"ok": True, "redis": True}
+    assert http.get("/healthz").json() == {"ok": True, "status": "ok", "redis": True}
     assert http.get("/openapi.json").status_code == 200
     page = http.get(f"/incidents/{incident}")
     assert page.status_code == 303 and page.headers["location"] == f"/login?next=%2Fincidents%2F{incident}"

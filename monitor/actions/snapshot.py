@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.analyze.zones import Polygon
+from monitor.store.disk import write_atomically
 from monitor.types import Detections
 
 ZONE_COLOUR = (0, 200, 255)
@@ -48,12 +49,10 @@ def annotate(
 
 
 def write_jpeg(path: Path, image: npt.NDArray[np.uint8], quality: int = 85) -> Path:
-    """Encode and write atomically."""
+    """Encode and write atomically (no partial file is left behind, also on a full disk: ``DiskFull``)."""
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"could not encode snapshot {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
+    write_atomically(path, buf.tobytes())
     return path

@@ -1,8 +1,11 @@
-"""Fixture: a real redis-server (Debian package) on a free loopback port, per test."""
+"""Fixtures: a real redis-server (Debian package) on a free loopback port, per test; one that tests can kill,
+freeze and restart on the same port (outage tests)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -53,3 +56,60 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     client.close()
     stop(proc)
+
+
+class RedisProcess:
+    """A redis-server on a fixed loopback port that a test can SIGKILL, SIGSTOP/SIGCONT and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.exe = shutil.which("redis-server") or pytest.skip("apt-get install redis-server")
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """redis:// URL of the server (the same across restarts)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (or restart) the server; appendonly so a restart after a kill keeps what it had acknowledged."""
+        args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--logfile", str(self.dir / "redis.log")]  # fmt: skip
+        self.proc = subprocess.Popen(args)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        pytest.fail("redis-server did not start: " + (self.dir / "redis.log").read_text())
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the server (SIGKILL, SIGSTOP, SIGCONT)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(5)
+
+    def client(self) -> redis.Redis:
+        """A client for assertions."""
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+    def close(self) -> None:
+        """Stop the server for good."""
+        if self.proc is not None:
+            stop(self.proc)
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A started redis-server the test may kill, freeze and restart."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisProcess(directory)
+    server.start()
+    yield server
+    server.close()
