@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from monitor.incident import Incident, new_incident_id
+from monitor.store.embedded import EmbeddedRedis
 from monitor.store.incidents import IncidentStore
 from monitor.store.retention import (
     DAY_S,
@@ -38,18 +43,27 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+def record(store: IncidentStore, ts: float, closed: bool = True, incident_id: str = "", **media: str) -> str:
+    """A gathering incident opened at ``ts`` whose record names ``media`` (clip=..., snapshot=...)."""
+    new = Incident(incident_id or new_incident_id(ts), "gathering", "g", "cam", None, ts, peak_count=4)
+    opened, change = new.opening()
+    store.apply(change)
+    with_media, change = opened.change("media", **media)
+    store.apply(change)
+    if closed:
+        store.apply(with_media.change("closed", ts=ts + 60, peak=4, closed_by="rule")[1])
+    return opened.id
+
+
 def incident(store: IncidentStore, data_dir: Path, age_days: float, closed: bool = True) -> str:
     """A gathering incident opened ``age_days`` before NOW, with a real clip and snapshot on disk."""
     ts = NOW - age_days * DAY_S
-    rec = store.open(kind="gathering", rule="g", camera="cam", zone=None, ts=ts, count=4)
-    clip = data_dir / "clips" / f"{rec['id']}.mp4"
-    snap = data_dir / "snapshots" / f"{rec['id']}.jpg"
+    name = new_incident_id(ts)
+    clip = data_dir / "clips" / f"{name}.mp4"
+    snap = data_dir / "snapshots" / f"{name}.jpg"
     clip.write_bytes(b"\0" * CLIP_BYTES)
     snap.write_bytes(b"\xff" * SNAP_BYTES)
-    store.set_media(rec["id"], clip=str(clip), snapshot=str(snap))
-    if closed:
-        store.close(rec["id"], ts + 60, 4)
-    return str(rec["id"])
+    return record(store, ts, closed, name, clip=str(clip), snapshot=str(snap))
 
 
 def unrelated_files(data_dir: Path) -> list[Path]:
@@ -110,9 +124,7 @@ def test_paths_outside_the_media_directory_are_never_deleted(store: IncidentStor
     data_dir = tmp_path / "data"
     elsewhere = tmp_path / "precious.txt"
     elsewhere.write_text("not footage")
-    rec = store.open(kind="gathering", rule="g", camera="cam", zone=None, ts=NOW - 30 * DAY_S, count=4)
-    store.set_media(rec["id"], clip=str(elsewhere))
-    store.close(rec["id"], NOW - 30 * DAY_S + 60, 4)
+    record(store, NOW - 30 * DAY_S, clip=str(elsewhere))
     report = apply_retention(store, RetentionConfig(retention_days=7), now=NOW, media_root=data_dir)
     assert elsewhere.read_text() == "not footage"
     assert report.deleted == [] and "outside the media directory" in report.errors[0]
@@ -143,4 +155,58 @@ def test_worker_runs_periodically(store: IncidentStore, data_dir: Path) -> None:
             time.sleep(0.01)
     finally:
         worker.stop()
+    assert_expired(store, old)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_worker_survives_redis_going_away_and_comes_back(tmp_path: Path, data_dir: Path) -> None:
+    embedded = EmbeddedRedis(tmp_path)  # a real redis-server we can stop and start again
+    client = redis.Redis.from_url(embedded.start(), retry=Retry(NoBackoff(), 0))  # fail fast while it is down
+    store = IncidentStore(client)
+    worker = RetentionWorker(store, RetentionConfig(retention_days=7, interval_s=0.05), media_root=data_dir)
+    worker.start()
+    try:
+        wait_for(lambda: worker.passes >= 1, 5, "a first pass")
+        embedded.stop()
+        wait_for(lambda: worker.failures >= 3, 5, "failed passes while Redis is down")
+        assert worker._thread.is_alive() and "ConnectionError" in (worker.last_error or "")
+        embedded.start()  # the same data directory: the worker carries on with it
+        old = incident(store, data_dir, (NOW - time.time()) / DAY_S + 10)
+        wait_for(lambda: bool(worker.last and worker.last.expired), 5, "a pass after Redis came back")
+        assert worker.last_error is None and worker._thread.is_alive()
+        assert_expired(store, old)
+    finally:
+        worker.stop()
+        embedded.stop()
+
+
+class FlakyStore(IncidentStore):
+    """Fails the first listings with a disk error and a bug-like error, then works."""
+
+    def __init__(self, client: redis.Redis, errors: list[Exception]) -> None:
+        super().__init__(client)
+        self.errors = errors
+
+    def list(self, newest_first: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return super().list(newest_first, limit)
+
+
+def test_worker_survives_os_errors_and_unexpected_ones(redis_url: str, data_dir: Path) -> None:
+    store = FlakyStore(redis.Redis.from_url(redis_url), [OSError(5, "Input/output error"), ValueError("bad record")])
+    old = incident(store, data_dir, (NOW - time.time()) / DAY_S + 10)
+    worker = RetentionWorker(store, RetentionConfig(retention_days=7, interval_s=0.02), media_root=data_dir)
+    worker.start()
+    try:
+        wait_for(lambda: bool(worker.last and worker.last.expired), 5, "a pass after the errors")
+    finally:
+        worker.stop()
+    assert worker.failures == 2 and worker.last_error is None
     assert_expired(store, old)

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.store.incidents import IncidentStore, iso
+from monitor.incident import iso
+from monitor.store.incidents import IncidentStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,15 @@ class RetentionConfig(BaseModel):
         None, ge=0, description="Disk budget for all incident clips and snapshots; the oldest go first beyond it."
     )
     interval_s: float = Field(3600.0, gt=0, description="Seconds between two retention passes.")
+    min_free_mb: float = Field(
+        500.0,
+        ge=0,
+        description=(
+            "Free space (MB) to keep on the data directory's disk: below it the engine stops writing clips, "
+            "snapshots and live pictures (incidents are still recorded, with clip_error: disk_full) until "
+            "there is room again. 0 turns the guard off."
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +191,18 @@ def apply_retention(
 
 
 class RetentionWorker:
-    """Runs ``apply_retention`` every ``interval_s`` on a daemon thread (first pass right after start)."""
+    """Runs ``apply_retention`` every ``interval_s`` on a daemon thread (first pass right after start).
+
+    A failed pass (Redis unreachable, a file system error, anything else) is logged and counted in
+    ``failures`` / ``last_error``; the thread carries on and tries again at the next interval.
+    """
 
     def __init__(self, store: IncidentStore, config: RetentionConfig, media_root: Path | None = None) -> None:
         self.store, self.config, self.media_root = store, config, media_root
         self.last: RetentionReport | None = None
+        self.passes = 0  # passes that completed
+        self.failures = 0  # passes that failed
+        self.last_error: str | None = None  # of the latest pass; None once a pass succeeds again
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
 
@@ -201,8 +219,27 @@ class RetentionWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.last = apply_retention(self.store, self.config, media_root=self.media_root)
-            except Exception:  # Redis down for a moment: try again next interval
-                log.exception("retention pass failed")
+            self.run_once()
             self._stop.wait(self.config.interval_s)
+
+    def run_once(self) -> RetentionReport | None:
+        """One pass that never raises (its report, or None when it failed)."""
+        try:
+            report = apply_retention(self.store, self.config, media_root=self.media_root)
+        except (redis.RedisError, OSError) as exc:  # Redis down for a moment, disk trouble: next interval
+            self._failed(f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "retention pass failed (%d so far), retrying in %g s: %s", self.failures, self.config.interval_s, exc
+            )
+            return None
+        except Exception as exc:  # a bug or an unexpected record must not end retention for good
+            self._failed(f"{type(exc).__name__}: {exc}")
+            log.exception("retention pass failed (%d so far)", self.failures)
+            return None
+        self.last, self.last_error = report, None
+        self.passes += 1
+        return report
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
