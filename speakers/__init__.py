@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from speakers.audio import AnnouncementError, Pcm, apply_gain, load_announcement
-from speakers.base import PlaybackInterrupted, Speaker, SpeakerError, interruptible_sleep
+from speakers.base import DeadlineExceeded, PlaybackInterrupted, Speaker, SpeakerError, SpeakerHealth
 from speakers.config import (
     HttpSpeakerConfig,
     LocalSpeakerConfig,
@@ -15,13 +15,14 @@ from speakers.config import (
 
 __all__ = [
     "AnnouncementError",
+    "DeadlineExceeded",
     "Pcm",
     "PlaybackInterrupted",
     "Speaker",
     "SpeakerError",
+    "SpeakerHealth",
     "apply_gain",
     "create_speaker",
-    "interruptible_sleep",
     "load_announcement",
 ]
 

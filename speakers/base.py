@@ -1,10 +1,9 @@
-"""The one seam every speaker backend implements."""
+"""The one seam every speaker backend implements, and the errors and health record it speaks in."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from speakers.audio import Pcm
@@ -14,8 +13,32 @@ class SpeakerError(Exception):
     """A speaker could not play an announcement; the message names the speaker and the cause."""
 
 
+class PlaybackInterrupted(SpeakerError):
+    """Playback was stopped on purpose (a higher-priority announcement took the speaker, or shutdown)."""
+
+
+class DeadlineExceeded(SpeakerError):
+    """A speaker operation did not finish within its total deadline (however slowly the device kept answering)."""
+
+
+@dataclass(frozen=True)
+class SpeakerHealth:
+    """Result of one health check: ``problem`` is None when the speaker looked fine."""
+
+    speaker: str
+    checked_at: float  # time.time()
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
 class Speaker(Protocol):
-    """Plays mono PCM audio; blocks until it was delivered, raises SpeakerError otherwise."""
+    """A loudspeaker backend (rtp, sip, http, onvif, local).
+
+    Both operations end by a total deadline, whatever the device does (see ``speakers.deadline``).
+    """
 
     name: str
 
@@ -24,26 +47,14 @@ class Speaker(Protocol):
         """The rate at which this speaker wants its audio (announcements are resampled to it)."""
         ...
 
-    def play(self, audio: Pcm) -> None:
-        """Play ``audio`` (already at ``sample_rate``) to the end, or raise SpeakerError."""
+    def play(self, audio: Pcm, stop: threading.Event) -> None:
+        """Play ``audio`` (already at ``sample_rate``) to the end, or raise SpeakerError.
+
+        Setting ``stop`` ends the playback early with PlaybackInterrupted (checked at least between packets or
+        chunks); a playback that has not ended by its deadline raises DeadlineExceeded.
+        """
         ...
 
-
-class PlaybackInterrupted(SpeakerError):
-    """Playback was stopped on purpose (a higher-priority announcement took the speaker); not a speaker fault."""
-
-
-def interruptible_sleep(stop: threading.Event | None, what: str) -> Callable[[float], None]:
-    """A ``sleep`` for ``speakers.rtp.send_paced`` that raises PlaybackInterrupted as soon as ``stop`` is set.
-
-    Backends that accept ``play(audio, stop=...)`` pace through this, so an interruption ends the stream within
-    one packet instead of after the whole announcement.
-    """
-
-    def sleep(seconds: float) -> None:
-        if stop is None:
-            time.sleep(seconds)
-        elif stop.wait(seconds):
-            raise PlaybackInterrupted(f"{what}: interrupted by a higher-priority announcement")
-
-    return sleep
+    def health(self) -> SpeakerHealth:
+        """A cheap check that the speaker is there (never raises); ends by its own deadline."""
+        ...

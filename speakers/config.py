@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from speakers.sip_uri import parse_sip_uri
+
 
 class _SpeakerBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,14 +49,14 @@ class SipSpeakerConfig(_SpeakerBase):
     codec: Literal["pcmu", "pcma"] = Field("pcmu", description="Preferred codec; both are offered.")
     username: str | None = Field(None, description="Digest user name, used when the speaker answers 401/407.")
     password: str | None = Field(None, repr=False, description="Digest password.")
-    timeout_s: float = Field(10.0, gt=0, le=300, description="How long to wait for the call to be answered.")
+    timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long the call may ring (a playback's deadline: this + audio + hang-up)."
+    )
     ptime_ms: int = Field(20, ge=10, le=60, description="Audio per RTP packet, in milliseconds.")
 
     @field_validator("uri")
     @classmethod
     def _sip_uri(cls, uri: str) -> str:
-        from speakers.sip import parse_sip_uri  # the parser lives with its only user
-
         parse_sip_uri(uri)
         return uri
 
@@ -72,7 +74,9 @@ class HttpSpeakerConfig(_SpeakerBase):
     clip: int | None = Field(None, ge=0, description="Clip number on the speaker, for mode: clip.")
     ca_file: Path | None = Field(None, description="PEM file with the CA that signed the speaker's certificate.")
     verify_tls: bool = Field(True, description="Check the speaker's certificate (turn off only on a closed network).")
-    timeout_s: float = Field(10.0, gt=0, le=300, description="Connect/response timeout.")
+    timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Connecting and all answers together (a playback's deadline: this + audio)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -94,7 +98,9 @@ class OnvifSpeakerConfig(_SpeakerBase):
 
     kind: Literal["onvif"]
     url: str = Field(description='RTSP URL of the camera, credentials included: "rtsp://user:pass@cam/stream".')
-    timeout_s: float = Field(10.0, gt=0, le=300, description="Connect/response timeout for the RTSP requests.")
+    timeout_s: float = Field(
+        10.0, gt=0, le=300, description="RTSP set-up requests together (a playback's deadline: 2x this + audio)."
+    )
 
     @field_validator("url")
     @classmethod

@@ -1,63 +1,30 @@
 """Speaker health: a cheap periodic check per speaker, so status shows a dead horn before an incident needs it.
 
-Backends that can ask the device itself provide ``health() -> str | None`` (SIP OPTIONS, HTTP request, RTSP
-OPTIONS); for the others a local check stands in (RTP: the address resolves; local: the device is present).
-Each check runs in its own thread, so one hanging speaker does not hold up the others' status.
+Every backend answers ``health() -> SpeakerHealth`` within its own deadline: the device itself where it can be
+asked (SIP OPTIONS, an HTTP request, RTSP OPTIONS), a local stand-in otherwise (RTP: the address resolves; local:
+the device is present). Each check runs in its own thread, so one slow speaker does not hold up the others' status.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from speakers.base import Speaker
+from speakers.base import Speaker, SpeakerHealth
 
+__all__ = ["HealthMonitor", "SpeakerHealth", "check_speaker"]
 
-@dataclass(frozen=True)
-class SpeakerHealth:
-    """Result of the latest check: ``problem`` is None when the speaker looked fine."""
-
-    speaker: str
-    checked_at: float
-    problem: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
+CLOSE_WAIT_S = 1.0  # close() waits this long in all for checks in flight (bounded by their own deadlines anyway)
 
 
-def check_speaker(speaker: Speaker) -> str | None:
-    """One check: the backend's own ``health()`` if it has one, else a local stand-in; None means healthy."""
-    own: Callable[[], str | None] | None = getattr(speaker, "health", None)
+def check_speaker(speaker: Speaker) -> SpeakerHealth:
+    """One check; a backend that raises (it should not) is reported as unhealthy, never into the status loop."""
     try:
-        if own is not None:
-            return own()
-        return _fallback(speaker)
-    except Exception as exc:  # a check must report, never raise into the status loop
-        return f"speaker {speaker.name!r}: health check failed: {type(exc).__name__}: {exc}"
-
-
-def _fallback(speaker: Speaker) -> str | None:
-    from speakers.local import LocalSpeaker, list_output_devices, select_output_device
-    from speakers.rtp import RtpSpeaker
-
-    if isinstance(speaker, RtpSpeaker):
-        try:
-            socket.getaddrinfo(speaker.config.host, speaker.config.port, socket.AF_INET, socket.SOCK_DGRAM)
-        except OSError as exc:
-            return f"speaker {speaker.name!r}: cannot resolve {speaker.config.host!r}: {exc}"
-        return None
-    if isinstance(speaker, LocalSpeaker):
-        devices = list_output_devices()
-        try:
-            select_output_device(devices, speaker.config.device, devices[0][0] if devices else None)
-        except LookupError as exc:
-            return f"speaker {speaker.name!r} (local): {exc}"
-        return None
-    return None  # nothing cheap to ask
+        return speaker.health()
+    except Exception as exc:
+        problem = f"speaker {speaker.name!r}: health check failed: {type(exc).__name__}: {exc}"
+        return SpeakerHealth(speaker.name, time.time(), problem)
 
 
 class HealthMonitor:
@@ -70,7 +37,7 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._loop, args=(s,), name=f"health-{n}", daemon=True)
+            threading.Thread(target=self._loop, args=(n, s), name=f"health-{n}", daemon=True)
             for n, s in self.speakers.items()
         ]
 
@@ -79,11 +46,11 @@ class HealthMonitor:
             thread.start()
         return self
 
-    def _loop(self, speaker: Speaker) -> None:
+    def _loop(self, name: str, speaker: Speaker) -> None:
         while not self._stop.is_set():
-            problem = check_speaker(speaker)
+            health = check_speaker(speaker)
             with self._lock:
-                self._results[speaker.name] = SpeakerHealth(speaker.name, time.time(), problem)
+                self._results[name] = health
             self._stop.wait(self.interval_s)
 
     def status(self) -> dict[str, SpeakerHealth | None]:
@@ -92,6 +59,9 @@ class HealthMonitor:
             return {name: self._results.get(name) for name in self.speakers}
 
     def close(self) -> None:
+        """Stop checking; waits at most CLOSE_WAIT_S in all (a check in flight ends by its deadline on its own)."""
         self._stop.set()
+        end = time.monotonic() + CLOSE_WAIT_S
         for thread in self._threads:
-            thread.join(1.0)
+            if thread.ident is not None:
+                thread.join(max(0.0, end - time.monotonic()))

@@ -4,108 +4,60 @@ Built on ``http.client`` rather than ``requests``: the announcement is streamed 
 as it arrives and answers when the stream ends, so ``play`` returns when the audio was heard), and with
 ``requests`` a digest challenge on a streamed body silently re-sends an exhausted generator (0 bytes arrive,
 the speaker still answers 204). Here authentication is settled first with an empty POST, then the audio is sent
-once, with the Authorization header already in place. The digest helpers are shared with SIP (same RFC 2617).
+once, with the Authorization header already in place.
+
+Every operation has a total deadline (``speakers.deadline``): ``timeout_s`` covers connecting and every answer
+together, a transmit adds the audio's length. A speaker that answers one byte at a time never trips a socket
+timeout, so the deadline shuts the connection down instead.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.client
-import os
-import re
+import socket
 import ssl
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from speakers import g711
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError, interruptible_sleep
+from speakers.base import SpeakerError, SpeakerHealth
 from speakers.config import HttpSpeakerConfig
-from speakers.rtp import send_paced
+from speakers.deadline import HEALTH_S, Deadline, check_health, shutdown_socket
+from speakers.digest import Challenge, basic_authorization, digest_authorization, parse_challenges, pick_challenge
+from speakers.rtp_wire import send_paced
 
 TRANSMIT_PATH = "/axis-cgi/audio/transmit.cgi"
 CLIP_PATH = "/axis-cgi/mediaclip.cgi"
 RATE = 8000  # audio/basic: G.711 mu-law, 8 kHz, mono
 CHUNK_S = 0.1  # 100 ms per write: small enough for a prompt interrupt, big enough to be cheap
 
-_PARAM = re.compile(r'([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
-_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
+class _Connection(http.client.HTTPConnection):
+    """An HTTP(S) connection whose connect, TLS handshake included, the deadline can abort (see ``abort``).
 
-# ---------------------------------------------------------------------------------------------- authentication
+    http.client's own HTTPS connect hands the socket to TLS inside one call, where nothing outside can reach it.
+    """
 
+    def __init__(self, host: str, port: int | None, tls: ssl.SSLContext | None, deadline: Deadline, cap: float):
+        self.default_port = 443 if tls else 80  # so the Host header leaves the default port out
+        super().__init__(host, port or self.default_port, timeout=deadline.timeout(cap))
+        self._tls, self._deadline, self._cap = tls, deadline, cap
 
-@dataclass
-class Challenge:
-    """One parsed ``WWW-Authenticate`` / ``Proxy-Authenticate`` challenge."""
+    def connect(self) -> None:
+        self.timeout = self._deadline.timeout(self._cap)
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        if self._tls is None:
+            self.sock = sock
+            return
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        self.sock.do_handshake()
 
-    scheme: str  # lower case: "basic" or "digest"
-    params: dict[str, str] = field(default_factory=dict)
-
-
-def parse_challenges(values: list[str]) -> list[Challenge]:
-    """Parse challenge header values (one challenge per value, the common form)."""
-    out = []
-    for value in values:
-        scheme, _, rest = value.strip().partition(" ")
-        params = {k.lower(): (q if q or not u else u).replace('\\"', '"') for k, q, u in _PARAM.findall(rest)}
-        out.append(Challenge(scheme.lower(), params))
-    return out
-
-
-def pick_challenge(challenges: list[Challenge]) -> Challenge | None:
-    """Prefer digest (password never sent) over basic; None when neither is offered."""
-    for scheme in ("digest", "basic"):
-        for challenge in challenges:
-            if challenge.scheme == scheme:
-                return challenge
-    return None
-
-
-def basic_authorization(username: str, password: str) -> str:
-    """RFC 7617 credentials."""
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def digest_authorization(
-    challenge: Challenge, method: str, uri: str, username: str, password: str, nc: int = 1, cnonce: str | None = None
-) -> str:
-    """RFC 2617/7616 digest response (MD5, MD5-sess, SHA-256; qop auth or none). Raises ValueError otherwise."""
-    p = challenge.params
-    algorithm = p.get("algorithm", "MD5").upper()
-    sess = algorithm.endswith("-SESS")
-    hash_name = algorithm.removesuffix("-SESS")
-    if hash_name not in _HASHES:
-        raise ValueError(f"unsupported digest algorithm {algorithm}")
-
-    def h(text: str) -> str:
-        return _HASHES[hash_name](text.encode()).hexdigest()
-
-    realm, nonce = p.get("realm", ""), p.get("nonce", "")
-    cnonce = cnonce or os.urandom(8).hex()
-    ha1 = h(f"{username}:{realm}:{password}")
-    if sess:
-        ha1 = h(f"{ha1}:{nonce}:{cnonce}")
-    ha2 = h(f"{method}:{uri}")
-    qops = [q.strip() for q in p.get("qop", "").split(",") if q.strip()]
-    fields = [f'username="{username}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"']
-    if qops:
-        if "auth" not in qops:
-            raise ValueError(f"unsupported digest qop {p['qop']!r}")
-        response = h(f"{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}")
-        fields += ["qop=auth", f"nc={nc:08x}", f'cnonce="{cnonce}"']
-    else:
-        response = h(f"{ha1}:{nonce}:{ha2}")
-    fields += [f'response="{response}"', f"algorithm={algorithm}"]
-    if "opaque" in p:
-        fields.append(f'opaque="{p["opaque"]}"')
-    return "Digest " + ", ".join(fields)
-
-
-# ---------------------------------------------------------------------------------------------- the speaker
+    def abort(self) -> None:
+        """Deadline hook: wake whatever waits on the socket (connect, handshake, request or answer)."""
+        shutdown_socket(self.sock)
 
 
 class HttpSpeaker:
@@ -125,45 +77,65 @@ class HttpSpeaker:
         """audio/basic is 8 kHz."""
         return RATE
 
-    def _error(self, cause: str) -> SpeakerError:
-        return SpeakerError(f"speaker {self.name!r} (http {self.config.url}): {cause}")
+    @property
+    def _label(self) -> str:
+        return f"speaker {self.name!r} (http {self.config.url})"
 
-    def play(self, audio: Pcm, stop: threading.Event | None = None) -> None:
-        """Stream the announcement (mode transmit) or trigger the stored clip (mode clip); raise SpeakerError."""
+    def _error(self, cause: str) -> SpeakerError:
+        return SpeakerError(f"{self._label}: {cause}")
+
+    def play(self, audio: Pcm, stop: threading.Event) -> None:
+        """Stream the announcement (mode transmit) or trigger the stored clip (mode clip); raise SpeakerError.
+
+        Deadline: ``timeout_s`` + the audio's length + margin for a transmit; ``timeout_s`` + margin for a clip.
+        """
         if audio.rate != RATE:
             raise self._error(f"needs {RATE} Hz audio, got {audio.rate}")
+        if self.config.mode == "clip":
+            deadline = Deadline.for_playback(self._label, 0.0, self.config.timeout_s, "timeout_s")
+            deadline.run(lambda: self._guarded(lambda: self._play_clip(deadline)), stop)
+            return
+        ulaw = g711.ulaw_encode(apply_gain(audio, self.config.gain_db).samples).tobytes()
+        deadline = Deadline.for_playback(self._label, audio.duration_s, self.config.timeout_s, "timeout_s")
+        deadline.run(lambda: self._guarded(lambda: self._transmit(ulaw, stop, deadline)), stop)
+
+    def _guarded(self, operation: Callable[[], None]) -> None:
+        """``operation`` with network and TLS errors turned into SpeakerErrors that say what to do."""
         try:
-            if self.config.mode == "clip":
-                self._play_clip()
-            else:
-                self._transmit(g711.ulaw_encode(apply_gain(audio, self.config.gain_db).samples).tobytes(), stop)
+            operation()
         except ssl.SSLCertVerificationError as exc:
             raise self._error(f"TLS certificate not trusted ({exc.verify_message}); set ca_file to its CA") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise self._error(f"{type(exc).__name__}: {exc}") from exc
 
-    def health(self) -> str | None:
+    def health(self) -> SpeakerHealth:
         """Reachable and speaking HTTP (any status, 401 included, means the device is up); else the problem."""
+        return check_health(self.name, self._label, min(self.config.timeout_s, HEALTH_S), self._probe)
+
+    def _probe(self, deadline: Deadline) -> str | None:
         try:
-            conn = self._connect()
-            try:
+            with self._connection(deadline) as conn:
                 conn.request("GET", self._prefix + "/")
                 conn.getresponse().read()
-            finally:
-                conn.close()
         except (OSError, http.client.HTTPException) as exc:
             return str(self._error(f"{type(exc).__name__}: {exc}"))
         return None
 
     # -- requests
 
-    def _connect(self) -> http.client.HTTPConnection:
-        timeout = self.config.timeout_s
-        if not self._https:
-            return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._tls_context())
+    @contextmanager
+    def _connection(self, deadline: Deadline) -> Iterator[_Connection]:
+        """A connection the deadline shuts down; closed on the way out (after the hook is gone)."""
+        conn = _Connection(self._host, self._port, self._tls_context(), deadline, self.config.timeout_s)
+        try:
+            with deadline.aborting(conn.abort):
+                yield conn
+        finally:
+            conn.close()
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self._https:
+            return None
         if not self.config.verify_tls:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -197,31 +169,25 @@ class HttpSpeaker:
         response.read()
         return response.status, parse_challenges(response.headers.get_all("WWW-Authenticate") or [])
 
-    def _play_clip(self) -> None:
+    def _play_clip(self, deadline: Deadline) -> None:
         uri = f"{self._prefix}{CLIP_PATH}?action=play&clip={self.config.clip}"
-        conn = self._connect()
-        try:
+        with self._connection(deadline) as conn:
             status, challenges = self._simple(conn, "GET", uri, {})
             if status == 401:
                 auth = self._authorization(challenges, "GET", uri, 1)
                 status, _ = self._simple(conn, "GET", uri, {"Authorization": auth})
             self._check(status, f"GET {uri}")
-        finally:
-            conn.close()
 
-    def _transmit(self, ulaw: bytes, stop: threading.Event | None) -> None:
+    def _transmit(self, ulaw: bytes, stop: threading.Event, deadline: Deadline) -> None:
         uri = self._prefix + TRANSMIT_PATH
         headers = {"Content-Type": "audio/basic", "Content-Length": "0"}
-        conn = self._connect()
-        try:
+        with self._connection(deadline) as conn:
             status, challenges = self._simple(conn, "POST", uri, headers)  # settles auth; empty stream = silence
             if status == 401:
                 headers["Authorization"] = self._authorization(challenges, "POST", uri, 1)
             elif status >= 300:
                 self._check(status, f"POST {uri}")
-            self._stream(conn, uri, headers, ulaw, stop)
-        finally:
-            conn.close()
+            self._stream(conn, uri, headers, ulaw, stop, deadline)
 
     def _stream(
         self,
@@ -229,7 +195,8 @@ class HttpSpeaker:
         uri: str,
         headers: dict[str, str],
         ulaw: bytes,
-        stop: threading.Event | None,
+        stop: threading.Event,
+        deadline: Deadline,
     ) -> None:
         """POST with an exact Content-Length, writing 100 ms chunks in real time; the answer ends the playback."""
         conn.putrequest("POST", uri)
@@ -239,7 +206,7 @@ class HttpSpeaker:
         step = int(RATE * CHUNK_S)
         chunks = [ulaw[i : i + step] for i in range(0, len(ulaw), step)]
         try:
-            send_paced(conn.send, chunks, CHUNK_S, sleep=interruptible_sleep(stop, f"speaker {self.name!r}"))
+            send_paced(conn.send, chunks, CHUNK_S, sleep=deadline.pacer(stop))
         except BrokenPipeError as exc:  # the speaker gave up mid-stream (e.g. rejected credentials early)
             response = conn.getresponse()
             raise self._error(f"{response.status} {response.reason} while streaming") from exc

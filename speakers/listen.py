@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from speakers import g711
-from speakers.rtp import DEFAULT_L16_RATE, G711_RATE, RtpPacket, parse_rtp
+from speakers.rtp_wire import DEFAULT_L16_RATE, G711_RATE, RtpPacket, parse_rtp
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,10 @@
 
 PortAudio is initialised and terminated around every announcement: it enumerates devices only at init, so a
 USB sound card or sound server that appears after start-up is found on the next announcement.
+
+The stream is opened with a ``BUFFER_S`` buffer and written in ``CHUNK_S`` pieces: the engine's detector keeps the
+CPUs busy, and a low-latency buffer that runs dry between two writes is heard as gaps; between pieces the stop
+event and the deadline (audio + ``SETUP_S`` + margin, ``speakers.deadline``) are checked.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from typing import Any
 import pyaudio
 
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError
+from speakers.base import PlaybackInterrupted, SpeakerError, SpeakerHealth
 from speakers.config import LocalSpeakerConfig
+from speakers.deadline import HEALTH_S, Deadline, check_health
+
+SETUP_S = 5.0  # PortAudio init, device enumeration, opening and draining the stream
+CHUNK_S = 0.1  # audio per write: the stop event and the deadline are checked between writes
+BUFFER_S = 0.2  # device buffer: rides out a busy CPU (the detector) without an audible gap
 
 OutputDevice = tuple[int, str, int]
 """(PortAudio device index, device name, max output channels)."""
@@ -126,19 +135,41 @@ class LocalSpeaker:
         """The rate the device is opened at (the sound server resamples if the hardware differs)."""
         return self.config.rate
 
-    def play(self, audio: Pcm) -> None:
-        """Play ``audio`` to the end (PortAudio's stop_stream drains the buffers), or raise SpeakerError."""
+    @property
+    def _label(self) -> str:
+        return f"speaker {self.name!r} (local device {self.config.device!r})"
+
+    def play(self, audio: Pcm, stop: threading.Event) -> None:
+        """Play ``audio`` to the end (PortAudio's stop_stream drains the buffers), or raise SpeakerError.
+
+        ``stop`` ends it within a chunk (the buffered rest is discarded). Deadline: audio + SETUP_S + margin.
+        """
         if audio.rate != self.sample_rate:
             raise SpeakerError(f"speaker {self.name!r} (local) needs {self.sample_rate} Hz, got {audio.rate}")
-        audio = apply_gain(audio, self.config.gain_db)
+        deadline = Deadline.for_playback(self._label, audio.duration_s, SETUP_S, "for the sound system")
+        deadline.run(lambda: self._play(apply_gain(audio, self.config.gain_db), stop, deadline), stop)
+
+    def _play(self, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
         pa = _open_portaudio()
         try:
             index = self._device_index(pa)
-            self._write(pa, index, audio)
+            self._write(pa, index, audio, stop, deadline)
         except (OSError, ValueError) as exc:
-            raise SpeakerError(f"speaker {self.name!r} (local device {self.config.device!r}): {exc}") from exc
+            raise SpeakerError(f"{self._label}: {exc}") from exc
         finally:
             _close_portaudio(pa)
+
+    def health(self) -> SpeakerHealth:
+        """The configured device is present (PortAudio enumeration, within HEALTH_S)."""
+        return check_health(self.name, self._label, HEALTH_S, lambda _: self._device_problem())
+
+    def _device_problem(self) -> str | None:
+        devices = list_output_devices()
+        try:
+            select_output_device(devices, self.config.device, devices[0][0] if devices else None)
+        except LookupError as exc:
+            return f"speaker {self.name!r} (local): {exc}"
+        return None
 
     def _device_index(self, pa: pyaudio.PyAudio) -> int:
         devices = _output_devices(pa)
@@ -147,12 +178,23 @@ class LocalSpeaker:
         except LookupError as exc:
             raise SpeakerError(f"speaker {self.name!r} (local): {exc}; {describe_devices(devices)}") from None
 
-    def _write(self, pa: pyaudio.PyAudio, index: int, audio: Pcm) -> None:
+    def _write(self, pa: pyaudio.PyAudio, index: int, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
+        rate = self.sample_rate
         stream = pa.open(
-            format=pyaudio.paInt16, channels=1, rate=self.sample_rate, output=True, output_device_index=index
+            format=pyaudio.paInt16,
+            channels=1,
+            rate=rate,
+            output=True,
+            output_device_index=index,
+            frames_per_buffer=int(rate * BUFFER_S / 2),  # PortAudio keeps at least two of these buffered
         )
         try:
-            stream.write(audio.samples.tobytes())
-            stream.stop_stream()
+            step = int(rate * CHUNK_S)
+            for start in range(0, len(audio.samples), step):
+                if stop.is_set():
+                    raise PlaybackInterrupted(f"{self._label}: interrupted on request")
+                deadline.check()
+                stream.write(audio.samples[start : start + step].tobytes())
+            stream.stop_stream()  # drains what is buffered; close() alone would discard it
         finally:
             stream.close()

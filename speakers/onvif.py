@@ -5,6 +5,10 @@ track to its SDP (ONVIF Streaming Spec §5.3); the client SETUPs that track, PLA
 The RTP goes interleaved over the RTSP TCP connection (RFC 2326 §10.12): no extra ports to open in a village
 router, and it works through the same NAT/port forward as the video. A camera without the feature answers
 ``551 Option not supported``, which becomes a clear SpeakerError.
+
+Deadlines (``speakers.deadline``): ``timeout_s`` for connecting and the set-up requests together, the audio's
+length for the stream, ``timeout_s`` again for the TEARDOWN; a camera that answers one byte at a time has its
+connection shut down at the deadline.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import secrets
 import socket
 import struct
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError, interruptible_sleep
+from speakers.base import SpeakerError, SpeakerHealth
 from speakers.config import OnvifSpeakerConfig
-from speakers.http import basic_authorization, digest_authorization, parse_challenges, pick_challenge
-from speakers.rtp import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced
+from speakers.deadline import HEALTH_S, Deadline, check_health, shutdown_socket
+from speakers.digest import basic_authorization, digest_authorization, parse_challenges, pick_challenge
+from speakers.rtp_wire import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced
 
 BACKCHANNEL = "www.onvif.org/ver20/backchannel"
 DEFAULT_PORT = 554
@@ -222,26 +228,45 @@ class OnvifSpeaker:
         """G.711 is 8 kHz."""
         return G711_RATE
 
-    def error(self, cause: str) -> SpeakerError:
-        return SpeakerError(f"speaker {self.name!r} ({self._where}): {cause}")
+    @property
+    def _label(self) -> str:
+        return f"speaker {self.name!r} ({self._where})"
 
-    def play(self, audio: Pcm, stop: threading.Event | None = None) -> None:
-        """DESCRIBE/SETUP/PLAY the back-channel, stream the audio in real time, TEARDOWN; or raise SpeakerError."""
+    def error(self, cause: str) -> SpeakerError:
+        return SpeakerError(f"{self._label}: {cause}")
+
+    def play(self, audio: Pcm, stop: threading.Event) -> None:
+        """DESCRIBE/SETUP/PLAY the back-channel, stream the audio in real time, TEARDOWN; or raise SpeakerError.
+
+        ``stop`` ends the stream within one packet. Deadline: the audio's length + 2 x ``timeout_s`` + margin.
+        """
         if audio.rate != G711_RATE:
             raise self.error(f"needs {G711_RATE} Hz audio, got {audio.rate}")
-        audio = apply_gain(audio, self.config.gain_db)
+        setup_s = 2 * self.config.timeout_s
+        deadline = Deadline.for_playback(self._label, audio.duration_s, setup_s, "for set-up and teardown")
+        deadline.run(lambda: self._play(apply_gain(audio, self.config.gain_db), stop, deadline), stop)
+
+    def _play(self, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
+        with self._connection(deadline) as conn:
+            try:
+                self._session(conn, audio, stop, deadline)
+            except (OSError, ValueError) as exc:
+                raise self.error(f"RTSP failed: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _connection(self, deadline: Deadline) -> Iterator[_RtspConnection]:
+        """An RTSP connection the deadline shuts down; closed on the way out (after the hook is gone)."""
         try:
-            conn = _RtspConnection(self.config.url, self.config.timeout_s)
+            conn = _RtspConnection(self.config.url, deadline.timeout(self.config.timeout_s))
         except OSError as exc:
             raise self.error(f"cannot connect: {exc}") from exc
         try:
-            self._session(conn, audio, stop)
-        except (OSError, ValueError) as exc:
-            raise self.error(f"RTSP failed: {type(exc).__name__}: {exc}") from exc
+            with deadline.aborting(lambda: shutdown_socket(conn.sock)):
+                yield conn
         finally:
             conn.close()
 
-    def _session(self, conn: _RtspConnection, audio: Pcm, stop: threading.Event | None) -> None:
+    def _session(self, conn: _RtspConnection, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
         track = self._describe(conn)
         channel = self._setup(conn, track)
         self._expect(conn.request("PLAY", conn.url, {"Range": "npt=0.000-", "Require": BACKCHANNEL}), "PLAY")
@@ -249,13 +274,13 @@ class OnvifSpeaker:
         reader = threading.Thread(target=conn.drain_until, args=(drained,), daemon=True)
         reader.start()
         try:
-            self._stream(conn, channel, track, audio, stop)
+            self._stream(conn, channel, track, audio, deadline.pacer(stop))
         finally:
             drained.set()
             reader.join(1.0)
-            conn.sock.settimeout(self.config.timeout_s)
             # The audio is out; a lost TEARDOWN answer only means the camera ends the session on its own.
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, SpeakerError):
+                conn.sock.settimeout(deadline.timeout(self.config.timeout_s))
                 conn.request("TEARDOWN", conn.url)
 
     def _describe(self, conn: _RtspConnection) -> BackChannel:
@@ -278,7 +303,7 @@ class OnvifSpeaker:
         return int(m.group(1)) if m else 0
 
     def _stream(
-        self, conn: _RtspConnection, channel: int, track: BackChannel, audio: Pcm, stop: threading.Event | None
+        self, conn: _RtspConnection, channel: int, track: BackChannel, audio: Pcm, pace: Callable[[float], None]
     ) -> None:
         fmt = rtp_format(track.codec, None, PTIME_MS)
         fmt = type(fmt)(fmt.codec, track.payload_type, fmt.rate, fmt.samples_per_packet)  # the camera's PT
@@ -288,7 +313,7 @@ class OnvifSpeaker:
             lambda p: conn.send_interleaved(channel, p),
             packets,
             fmt.ptime_s,
-            sleep=interruptible_sleep(stop, f"speaker {self.name!r}"),
+            sleep=pace,
         )
 
     def _expect(self, response: RtspResponse, what: str) -> None:
@@ -297,14 +322,14 @@ class OnvifSpeaker:
         if not 200 <= response.code < 300:
             raise self.error(f"{what} answered {response.code} {response.reason}")
 
-    def health(self) -> str | None:
-        """An RTSP OPTIONS round trip; None when the camera answers."""
+    def health(self) -> SpeakerHealth:
+        """An RTSP OPTIONS round trip within min(timeout_s, HEALTH_S); healthy when the camera answers."""
+        return check_health(self.name, self._label, min(self.config.timeout_s, HEALTH_S), self._options)
+
+    def _options(self, deadline: Deadline) -> str | None:
         try:
-            conn = _RtspConnection(self.config.url, min(self.config.timeout_s, 5.0))
-            try:
+            with self._connection(deadline) as conn:
                 response = conn.request("OPTIONS", conn.url)
-            finally:
-                conn.close()
         except (OSError, ValueError) as exc:
-            return str(self.error(f"unreachable: {exc}"))
+            return str(self.error(f"no answer to OPTIONS: {exc}"))
         return None if response.code < 400 or response.code == 401 else str(self.error(f"OPTIONS: {response.code}"))

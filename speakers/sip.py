@@ -18,13 +18,16 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError, interruptible_sleep
+from speakers.base import PlaybackInterrupted, SpeakerError, SpeakerHealth
 from speakers.config import SipSpeakerConfig
-from speakers.http import Challenge, digest_authorization, parse_challenges
-from speakers.rtp import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced
+from speakers.deadline import HEALTH_S, Deadline, check_health
+from speakers.digest import Challenge, digest_authorization, parse_challenges
+from speakers.rtp_wire import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced
+from speakers.sip_uri import parse_sip_uri
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ T1 = 0.5  # RFC 3261 round-trip estimate; INVITE retransmits at T1, 2*T1, 4*T1, 
 T2 = 4.0  # cap of the non-INVITE (BYE, OPTIONS) retransmit interval
 BYE_TIMEOUT_S = 4.0  # the audio was delivered already; a lost BYE answer is only logged as a failure of the hang-up
 CANCEL_WAIT_S = 0.5  # how long a cancelled call waits for its 487 before reporting "no answer"
-DEFAULT_PORT = 5060
+STOP_POLL_S = 0.1  # while a call rings, how often the stop event is looked at
 PAYLOAD_TYPES: dict[Codec, int] = {"pcmu": 0, "pcma": 8}
 CODEC_NAMES = {0: "PCMU", 8: "PCMA"}
 _COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
@@ -42,33 +45,6 @@ _REASONS = {486: "busy", 600: "busy", 603: "declined", 480: "temporarily unavail
 
 
 # ---------------------------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True)
-class SipUri:
-    """The parts of ``sip:user@host:port`` this client uses."""
-
-    user: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        return f"sip:{user}{self.host}:{self.port}"
-
-
-def parse_sip_uri(uri: str) -> SipUri:
-    """Parse a SIP URI; raises ValueError (config validation shows it) for anything else, e.g. sips: or TCP."""
-    m = re.fullmatch(r"sip:(?:([^@:;]+)(?::[^@]*)?@)?(\[[0-9a-fA-F:.]+\]|[^:;>\s]+)(?::(\d+))?(;[^\s]*)?", uri.strip())
-    if not m:
-        raise ValueError(f'expected "sip:user@host[:port]", got {uri!r}')
-    params = (m.group(4) or "").lower()
-    if "transport=" in params and "transport=udp" not in params:
-        raise ValueError(f"only UDP transport is supported, got {uri!r}")
-    port = int(m.group(3) or DEFAULT_PORT)
-    if not 0 < port < 65536:
-        raise ValueError(f"bad port in {uri!r}")
-    return SipUri(m.group(1) or "", m.group(2).strip("[]"), port)
 
 
 @dataclass
@@ -192,8 +168,11 @@ def parse_sdp_answer(sdp: str, preferred: Codec | None = None) -> tuple[tuple[st
 class _Call:
     """One dialog from INVITE to BYE on its own UDP socket (connected, so ICMP errors surface)."""
 
-    def __init__(self, speaker: SipSpeaker, sock: socket.socket, target: tuple[str, int]) -> None:
+    def __init__(
+        self, speaker: SipSpeaker, sock: socket.socket, target: tuple[str, int], stop: threading.Event | None = None
+    ) -> None:
         self.speaker, self.cfg, self.sock, self.target = speaker, speaker.config, sock, target
+        self.stop = stop or threading.Event()
         self.uri = speaker.uri
         self.local_ip, self.local_port = sock.getsockname()[:2]
         self.call_id = f"{secrets.token_hex(12)}@{self.local_ip}"
@@ -286,6 +265,10 @@ class _Call:
         next_send = time.monotonic() + interval
         while True:
             now = time.monotonic()
+            if self.stop.is_set():
+                if provisional:
+                    self._cancel(branch)
+                raise PlaybackInterrupted(f"{self.speaker.label}: interrupted on request while calling")
             if now >= deadline:
                 if provisional:
                     self._cancel(branch)
@@ -299,7 +282,7 @@ class _Call:
                 interval *= 2
                 next_send = now + interval
             wait = deadline - now if provisional else min(deadline, next_send) - now
-            msg = self.receive(wait)
+            msg = self.receive(min(wait, STOP_POLL_S))
             if msg is None or msg.cseq != (self.cseq, "INVITE"):
                 continue
             if msg.code < 200:
@@ -410,24 +393,38 @@ class SipSpeaker:
         """G.711 is 8 kHz."""
         return G711_RATE
 
-    def error(self, cause: str) -> SpeakerError:
-        return SpeakerError(f"speaker {self.name!r} (sip {self.config.uri}): {cause}")
+    @property
+    def label(self) -> str:
+        return f"speaker {self.name!r} (sip {self.config.uri})"
 
-    def play(self, audio: Pcm, stop: threading.Event | None = None) -> None:
-        """Call, stream, hang up; returns when the last packet's audio is due at the speaker."""
+    def error(self, cause: str) -> SpeakerError:
+        return SpeakerError(f"{self.label}: {cause}")
+
+    def play(self, audio: Pcm, stop: threading.Event) -> None:
+        """Call, stream, hang up; returns when the last packet's audio is due at the speaker.
+
+        ``stop`` cancels a ringing call or ends the stream within one packet (then hangs up). Deadline: the
+        audio's length + ``timeout_s`` (answer) + the hang-up's own limits + margin.
+        """
         if audio.rate != G711_RATE:
             raise self.error(f"needs {G711_RATE} Hz audio, got {audio.rate}")
-        audio = apply_gain(audio, self.config.gain_db)
+        setup_s = self.config.timeout_s + CANCEL_WAIT_S + BYE_TIMEOUT_S
+        deadline = Deadline.for_playback(self.label, audio.duration_s, setup_s, "for timeout_s and hang-up")
+        deadline.run(lambda: self._page(apply_gain(audio, self.config.gain_db), stop, deadline), stop)
+
+    def _page(self, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
         try:
             with self._sip_socket() as sock, _rtp_socket(sock.getsockname()[0]) as rtp:
-                self._call(sock, rtp, audio, stop)
+                self._call(sock, rtp, audio, stop, deadline)
         except ConnectionRefusedError as exc:
             raise self.error(f"unreachable: nothing listens on {self.uri.host}:{self.uri.port} (ICMP refused)") from exc
         except OSError as exc:
             raise self.error(f"network error: {exc}") from exc
 
-    def _call(self, sock: socket.socket, rtp: socket.socket, audio: Pcm, stop: threading.Event | None) -> None:
-        call = _Call(self, sock, sock.getpeername()[:2])
+    def _call(
+        self, sock: socket.socket, rtp: socket.socket, audio: Pcm, stop: threading.Event, deadline: Deadline
+    ) -> None:
+        call = _Call(self, sock, sock.getpeername()[:2], stop)
         answer = call.invite(sdp_offer(call.local_ip, rtp.getsockname()[1], self.config.codec, self.config.ptime_ms))
         try:
             dest, codec = parse_sdp_answer(answer.body, self.config.codec)
@@ -436,7 +433,7 @@ class SipSpeaker:
             raise self.error(f"unusable SDP answer: {exc}") from exc
         listener = call.listen_in_background()
         try:
-            self._stream(rtp, dest, codec, audio, stop, call.remote_bye)
+            self._stream(rtp, dest, codec, audio, deadline.pacer(stop), call.remote_bye)
         finally:
             call.stop_listening(listener)
             if not call.remote_bye.is_set():
@@ -450,13 +447,12 @@ class SipSpeaker:
         dest: tuple[str, int],
         codec: Codec,
         audio: Pcm,
-        stop: threading.Event | None,
+        pace: Callable[[float], None],
         remote_bye: threading.Event,
     ) -> None:
         fmt = rtp_format(codec, None, self.config.ptime_ms)
         packets = list(rtp_packets(packetize(audio.samples, fmt), fmt, secrets.randbits(16), secrets.randbits(32),
                                    secrets.randbits(32)))  # fmt: skip
-        pace = interruptible_sleep(stop, f"speaker {self.name!r}")
         started = time.monotonic()
 
         def send(packet: bytes) -> None:
@@ -480,16 +476,18 @@ class SipSpeaker:
             raise
         return sock
 
-    def health(self) -> str | None:
-        """SIP OPTIONS ping: any response means the speaker is up; None when fine, else the problem."""
+    def health(self) -> SpeakerHealth:
+        """SIP OPTIONS ping (within min(timeout_s, HEALTH_S)): any response means the speaker is up."""
+        return check_health(self.name, self.label, min(self.config.timeout_s, HEALTH_S), self._options)
+
+    def _options(self, deadline: Deadline) -> str | None:
         try:
             with self._sip_socket() as sock:
                 call = _Call(self, sock, sock.getpeername()[:2])
                 call.cseq = 1
                 options = call.request("OPTIONS", _branch(), 1)
-                deadline = time.monotonic() + min(self.config.timeout_s, 5.0)
                 interval = T1
-                while (left := deadline - time.monotonic()) > 0:
+                while (left := deadline.remaining()) > 0:
                     call.send(options)
                     msg = call.receive(min(interval, left))
                     if msg is not None and msg.cseq == (1, "OPTIONS"):
@@ -498,8 +496,6 @@ class SipSpeaker:
                 return str(self.error("no answer to OPTIONS"))
         except ConnectionRefusedError:
             return str(self.error(f"unreachable: nothing listens on {self.uri.host}:{self.uri.port}"))
-        except (OSError, SpeakerError) as exc:
-            return str(exc)
 
 
 def _rtp_socket(local_ip: str) -> socket.socket:

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
-from monitor.actions.announce import Announcer, supports_stop, with_chime
+from monitor.actions.announce import Announcer, with_chime
 from monitor.types import PlaybackResult
 from speakers import create_speaker, g711, load_announcement
 from speakers.config import SpeakerConfig
 from speakers.groups import SpeakerGroupError, expand_speakers
 from speakers.health import HealthMonitor
-from speakers.rtp import RtpPacket, parse_rtp
+from speakers.rtp_wire import RtpPacket, parse_rtp
 from tests.support.audio_compare import best_alignment
+from tests.support.trickle_server import TrickleServer
 from tests.support.vapix_server import FakeVapix
 
 CONFIG = TypeAdapter(SpeakerConfig)
@@ -155,7 +156,6 @@ def test_two_announcements_on_one_speaker_never_overlap(horns: list[Horn], clips
 def test_higher_priority_interrupts_rtp_and_jumps_the_queue(horns: list[Horn], clips: dict[str, Path]) -> None:
     """The playing low-priority stream stops within a packet; the high one plays next, then the queued low one."""
     announcer = Announcer({"horn": horns[0].config})
-    assert supports_stop(announcer.channels["horn"].speaker)
     results = Results()
     announcer.announce(clips["long"], ["horn"], results, priority=0)
     time.sleep(0.3)  # "long" (3 s) is playing
@@ -188,6 +188,30 @@ def test_higher_priority_interrupts_a_playing_announcement(clips: dict[str, Path
         assert high.ok and high.started_at >= low.ended_at
         assert server.aborted == 1 and len(server.received) == 1  # only the high-priority audio was delivered
         assert len(server.received[0].data) == 3200
+
+
+def test_trickling_speaker_fails_by_its_deadline_and_close_keeps_its_timeout(clips: dict[str, Path]) -> None:
+    """A speaker that answers one byte every 2 s: the incident gets a failure naming the deadline, in time, and
+    shutting down while it is stuck again takes no longer than close()'s timeout (the playback is stopped)."""
+    with TrickleServer(interval_s=2.0) as server:
+        config = CONFIG.validate_python({"kind": "http", "url": server.url, "timeout_s": 3})
+        announcer = Announcer({"porch": config})
+        results = Results()
+        queued = time.time()
+        announcer.announce(clips["b"], ["porch"], results)  # 0.4 s: deadline 3 s + 0.4 s + 1 s margin
+        [failed] = results.wait(1, timeout=10)
+        assert not failed.ok and failed.speaker == "porch"
+        assert "'porch'" in (failed.error or "") and "deadline of 4.4 s exceeded" in (failed.error or "")
+        assert 4.4 <= failed.ended_at - queued < 5.1
+
+        announcer.announce(clips["long"], ["porch"], results)
+        time.sleep(0.3)  # stuck in the request, far from its deadline
+        t0 = time.monotonic()
+        announcer.close(timeout=1.0)
+        assert time.monotonic() - t0 < 1.3  # not the 4.4 s deadline, not close()'s default 30 s
+        [_, stopped] = results.wait(2, timeout=1.0)
+        assert not stopped.ok and "interrupted" in (stopped.error or "") and "shutting down" in (stopped.error or "")
+        assert stopped.ended_at - stopped.started_at < 2.0
 
 
 def test_announcement_past_its_deadline_is_dropped(horns: list[Horn], clips: dict[str, Path]) -> None:

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -19,11 +20,21 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from speakers import AnnouncementError, Pcm, SpeakerError, apply_gain, create_speaker, g711, load_announcement
+from speakers import (
+    AnnouncementError,
+    Pcm,
+    PlaybackInterrupted,
+    SpeakerError,
+    apply_gain,
+    create_speaker,
+    g711,
+    load_announcement,
+)
 from speakers.config import LocalSpeakerConfig, RtpSpeakerConfig
 from speakers.local import list_output_devices, select_output_device
-from speakers.rtp import RtpSpeaker, pack_header, packetize, rtp_format
-from tests.support.audio_compare import RtpPacket, RtpReceiver, aligned, best_alignment
+from speakers.rtp import RtpSpeaker
+from speakers.rtp_wire import pack_header, packetize, rtp_format
+from tests.support.audio_compare import RtpPacket, RtpReceiver, best_alignment, match_with_gaps
 from tests.support.pulse import PulseServer, Recorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +122,34 @@ def test_apply_gain_clips_instead_of_wrapping() -> None:
     assert apply_gain(pcm, 0.0) is pcm
 
 
+def test_match_with_gaps_allows_only_inserted_silence() -> None:
+    """The local-sound comparison: silence a starved sound server inserts passes, every other difference fails."""
+    noise = np.random.default_rng(7).integers(-8000, 8000, 8000).astype(np.int16)  # no period to slip by
+    ref = np.concatenate([noise[:3000], np.zeros(500, np.int16), noise[3000:]])  # with a pause of its own
+    lead = np.zeros(300, np.int16)
+
+    def gap(n: int) -> NDArray[np.int16]:
+        return np.zeros(n, np.int16)
+
+    exact = np.concatenate([lead, ref, lead])
+    match = match_with_gaps(exact, ref)
+    assert match.complete and match.start == 300 and match.gaps == [] and match.trailing_loud == 0
+    match = match_with_gaps(
+        np.concatenate([lead, ref[:2000], gap(160), ref[2000:3100], gap(80), ref[3100:], lead]), ref
+    )
+    assert match.complete and match.gaps == [(2000, 160), (3500, 80)]  # one in the pause shows where it ends
+    lost = match_with_gaps(np.concatenate([lead, ref[:2000], ref[2400:], lead]), ref)
+    assert not lost.complete and lost.matched == 2000
+    changed = exact.copy()
+    changed[300 + 3600] += 50
+    assert match_with_gaps(changed, ref).matched == 3600
+    assert not match_with_gaps(np.concatenate([lead, ref[4000:], ref[:4000], lead]), ref).complete  # reordered
+    assert not match_with_gaps(np.concatenate([lead, ref[:2000], noise[:9], ref[2000:], lead]), ref).complete
+    assert not match_with_gaps(exact[400:], ref).complete  # the capture missed the start
+    assert not match_with_gaps(exact[:-400], ref).complete  # ... or the end
+    assert match_with_gaps(np.concatenate([exact, ref[:100], lead]), ref).trailing_loud > 0  # played again
+
+
 # ---------------------------------------------------------------------------------------------- RTP, real sockets
 
 
@@ -122,7 +161,7 @@ def test_rtp_unicast_delivers_announcement(codec: str, payload_type: int) -> Non
         speaker = create_speaker("square", rtp_config(rx.getsockname()[1], codec))
         audio = load_announcement(ANNOUNCEMENT_EN, speaker.sample_rate)
         started = time.monotonic()
-        speaker.play(audio)
+        speaker.play(audio, threading.Event())
         elapsed = time.monotonic() - started
         receiver.join()
 
@@ -152,23 +191,23 @@ def test_rtp_to_closed_port_raises_speaker_error() -> None:
     speaker = RtpSpeaker("gate", rtp_config(port))
     started = time.monotonic()
     with pytest.raises(SpeakerError, match=rf"'gate'.*127\.0\.0\.1:{port}.*[Rr]efused"):
-        speaker.play(tone(2.0, 8000))
+        speaker.play(tone(2.0, 8000), threading.Event())
     assert time.monotonic() - started < 0.5  # fails on the ICMP error, not after the whole announcement
 
 
 def test_rtp_invalid_host_raises_speaker_error() -> None:
     speaker = RtpSpeaker("gate", rtp_config(5004, host="no-such-speaker.invalid"))
     with pytest.raises(SpeakerError, match=r"'gate'.*no-such-speaker\.invalid:5004"):
-        speaker.play(tone(0.1, 8000))
+        speaker.play(tone(0.1, 8000), threading.Event())
 
 
 def test_rtp_wrong_sample_rate_raises_speaker_error() -> None:
     with pytest.raises(SpeakerError, match=r"'gate'.*8000 Hz, got 16000"):
-        RtpSpeaker("gate", rtp_config(5004)).play(tone(0.1, 16000))
+        RtpSpeaker("gate", rtp_config(5004)).play(tone(0.1, 16000), threading.Event())
 
 
 _MULTICAST_SCRIPT = r"""
-import json, socket, struct, sys
+import json, socket, struct, sys, threading
 from speakers import create_speaker, load_announcement, g711
 from speakers.config import RtpSpeakerConfig
 from tests.support.audio_compare import RtpReceiver
@@ -183,7 +222,7 @@ receiver.start()
 config = RtpSpeakerConfig(kind="rtp", host=group, port=port, codec="pcmu", ttl=3, multicast_interface=iface)
 speaker = create_speaker("plaza", config)
 audio = load_announcement(sys.argv[1], speaker.sample_rate)
-speaker.play(audio)
+speaker.play(audio, threading.Event())
 receiver.join()
 packets = receiver.in_seq_order()
 received = g711.ulaw_decode(__import__("numpy").frombuffer(receiver.payload(), "uint8"))
@@ -236,7 +275,7 @@ def test_rtp_60_second_announcement_does_not_drift() -> None:
         receiver.start()
         speaker = RtpSpeaker("square", rtp_config(rx.getsockname()[1], "pcmu"))
         started = time.monotonic()
-        speaker.play(tone(60.0, 8000))
+        speaker.play(tone(60.0, 8000), threading.Event())
         elapsed = time.monotonic() - started
         receiver.join()
     assert len(receiver.packets) == 3000
@@ -249,17 +288,28 @@ def test_rtp_60_second_announcement_does_not_drift() -> None:
 
 
 def test_local_speaker_plays_into_null_sink(pulse: PulseServer, recorder: Callable[[], Recorder]) -> None:
+    """Every sample arrives, in order, within 2 LSB. Under heavy CPU load the sound server may still run dry for
+    a moment and insert silence; that is tolerated (a few short gaps), lost, changed or extra audio is not."""
     speaker = create_speaker("yard", local_config("default"))
     audio = load_announcement(ANNOUNCEMENT_EN, speaker.sample_rate)
     assert speaker.sample_rate == pulse.rate  # no resampling anywhere -> sample-exact comparison
     with recorder() as rec:
-        speaker.play(audio)
-    captured = rec.samples()
-    lag, corr = best_alignment(captured, audio.samples)
-    got, want = aligned(captured.astype(np.int32), audio.samples.astype(np.int32), lag)
-    assert lag > 0 and len(got) == len(audio.samples), "recording misses part of the announcement"
-    assert corr > 0.99
-    assert int(np.max(np.abs(got - want))) <= 2
+        speaker.play(audio, threading.Event())
+    match = match_with_gaps(rec.samples(), audio.samples, tolerance=2)
+    assert match.start > 0, "recording started after the announcement"
+    assert match.complete, match
+    assert match.trailing_loud == 0, "something else was played after the announcement"
+    assert len(match.gaps) <= 5 and match.gap_samples < 0.2 * pulse.rate, match.gaps
+
+
+def test_local_speaker_stops_within_a_chunk(pulse: PulseServer) -> None:
+    speaker = create_speaker("yard", local_config("default"))
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(PlaybackInterrupted, match=r"'yard'.*interrupted"):
+        speaker.play(tone(5.0, 16000), stop)
+    assert time.monotonic() - t0 < 1.5
 
 
 def test_local_device_is_found_by_case_insensitive_name(pulse: PulseServer) -> None:
@@ -274,7 +324,7 @@ def test_local_device_is_found_by_case_insensitive_name(pulse: PulseServer) -> N
 def test_unknown_local_device_raises_speaker_error_listing_devices(pulse: PulseServer) -> None:
     speaker = create_speaker("yard", local_config("no-such-card"))
     with pytest.raises(SpeakerError, match="'yard'") as excinfo:
-        speaker.play(tone(0.1, 16000))
+        speaker.play(tone(0.1, 16000), threading.Event())
     message = str(excinfo.value)
     assert "no-such-card" in message and "'pulse'" in message  # tells the operator what exists
 
@@ -283,7 +333,7 @@ def test_local_speaker_without_sound_server_raises_speaker_error(monkeypatch: py
     monkeypatch.setenv("PULSE_SERVER", "unix:/nonexistent/pulse/native")
     speaker = create_speaker("yard", local_config())
     with pytest.raises(SpeakerError, match=r"'yard'.*no output devices"):
-        speaker.play(tone(0.1, 16000))
+        speaker.play(tone(0.1, 16000), threading.Event())
 
 
 # ---------------------------------------------------------------------------------------------- announcement files

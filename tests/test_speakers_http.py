@@ -11,11 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speakers import Pcm, PlaybackInterrupted, SpeakerError, create_speaker, g711, load_announcement
+from speakers import (
+    DeadlineExceeded,
+    Pcm,
+    PlaybackInterrupted,
+    SpeakerError,
+    SpeakerHealth,
+    create_speaker,
+    g711,
+    load_announcement,
+)
 from speakers.config import HttpSpeakerConfig
-from speakers.http import Challenge, HttpSpeaker, digest_authorization, parse_challenges
+from speakers.digest import Challenge, digest_authorization, parse_challenges
+from speakers.http import HttpSpeaker
 from tests.support.audio_compare import best_alignment
 from tests.support.processes import free_port
+from tests.support.trickle_server import TrickleServer
 from tests.support.vapix_server import FakeVapix, make_tls_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +90,7 @@ def test_config_contract() -> None:
 def test_transmit_uploads_the_announcement_with_digest_auth(vapix: FakeVapix) -> None:
     pcm = load_announcement(ANNOUNCEMENT, 8000)
     t0 = time.monotonic()
-    http_speaker(vapix.url, username="root", password="pass").play(pcm)
+    http_speaker(vapix.url, username="root", password="pass").play(pcm, threading.Event())
     elapsed = time.monotonic() - t0
     [upload] = vapix.received
     assert upload.content_type == "audio/basic"
@@ -92,44 +103,44 @@ def test_transmit_uploads_the_announcement_with_digest_auth(vapix: FakeVapix) ->
 
 def test_basic_auth(tmp_path: Path) -> None:
     with FakeVapix(scheme="basic") as server:
-        http_speaker(server.url, username="root", password="pass").play(tone())
+        http_speaker(server.url, username="root", password="pass").play(tone(), threading.Event())
         assert len(server.received) == 1
 
 
 def test_clip_mode_triggers_the_stored_clip(vapix: FakeVapix) -> None:
-    http_speaker(vapix.url, username="root", password="pass", mode="clip", clip=3).play(tone())
+    http_speaker(vapix.url, username="root", password="pass", mode="clip", clip=3).play(tone(), threading.Event())
     assert vapix.plays == [3] and vapix.received == []
 
 
 def test_wrong_password_is_a_clear_401(vapix: FakeVapix) -> None:
     with pytest.raises(SpeakerError, match=r"'porch' \(http http://127\.0\.0\.1:\d+\): 401 Unauthorized.*wrong"):
-        http_speaker(vapix.url, username="root", password="guess").play(tone())
+        http_speaker(vapix.url, username="root", password="guess").play(tone(), threading.Event())
     with pytest.raises(SpeakerError, match=r"'porch'.*401 Unauthorized.*needs a username and password"):
-        http_speaker(vapix.url).play(tone())
+        http_speaker(vapix.url).play(tone(), threading.Event())
     assert vapix.received == []
 
 
 def test_unreachable_speaker() -> None:
     port = free_port()
     with pytest.raises(SpeakerError, match=r"'porch'.*ConnectionRefusedError"):
-        http_speaker(f"http://127.0.0.1:{port}").play(tone())
-    problem = http_speaker(f"http://127.0.0.1:{port}").health()
-    assert problem is not None and "porch" in problem
+        http_speaker(f"http://127.0.0.1:{port}").play(tone(), threading.Event())
+    health = http_speaker(f"http://127.0.0.1:{port}").health()
+    assert not health.ok and health.speaker == "porch" and "'porch'" in (health.problem or "")
 
 
 def test_health_reports_a_live_speaker(vapix: FakeVapix) -> None:
-    assert http_speaker(vapix.url).health() is None  # 401 still means "the device is there"
+    assert http_speaker(vapix.url).health().ok  # 401 still means "the device is there"
 
 
 def test_tls_with_custom_ca(tls_files: tuple[Path, Path, Path]) -> None:
     ca, cert, key = tls_files
     with FakeVapix(tls=(cert, key)) as server:
         assert server.url.startswith("https://")
-        http_speaker(server.url, username="root", password="pass", ca_file=str(ca)).play(tone())
+        http_speaker(server.url, username="root", password="pass", ca_file=str(ca)).play(tone(), threading.Event())
         assert len(server.received) == 1
         with pytest.raises(SpeakerError, match=r"'porch'.*TLS certificate not trusted.*set ca_file"):
-            http_speaker(server.url, username="root", password="pass").play(tone())
-        http_speaker(server.url, username="root", password="pass", verify_tls=False).play(tone())
+            http_speaker(server.url, username="root", password="pass").play(tone(), threading.Event())
+        http_speaker(server.url, username="root", password="pass", verify_tls=False).play(tone(), threading.Event())
         assert len(server.received) == 2
 
 
@@ -138,9 +149,35 @@ def test_stop_event_interrupts_the_stream(vapix: FakeVapix) -> None:
     threading.Timer(0.5, stop.set).start()
     t0 = time.monotonic()
     with pytest.raises(PlaybackInterrupted, match=r"'porch'.*interrupted"):
-        http_speaker(vapix.url, username="root", password="pass").play(tone(3.0), stop=stop)
+        http_speaker(vapix.url, username="root", password="pass").play(tone(3.0), stop)
     assert time.monotonic() - t0 < 0.8
     deadline = time.monotonic() + 2
     while vapix.aborted == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert vapix.aborted == 1 and vapix.received == []
+
+
+def test_trickling_speaker_is_cut_off_at_the_total_deadline() -> None:
+    """One byte every 2 s restarts a 3 s socket timeout forever; the deadline (3 s + 0.5 s audio + 1 s) does not.
+
+    A health check at the same time ends by its own deadline: min(timeout_s, 5 s), + 0.5 s for its own report.
+    """
+    with TrickleServer(interval_s=2.0) as server:
+        speaker = http_speaker(server.url, timeout_s=3)
+        checks: list[tuple[SpeakerHealth, float]] = []
+        checker = threading.Thread(target=lambda: checks.append((speaker.health(), time.monotonic())))
+        t0 = time.monotonic()
+        checker.start()
+        with pytest.raises(
+            DeadlineExceeded, match=r"'porch' \(http .*\): deadline of 4\.5 s exceeded \(0\.5 s of audio"
+        ):
+            speaker.play(tone(0.5), threading.Event())
+        assert 4.5 <= time.monotonic() - t0 < 5.2
+        checker.join()
+        [(health, checked)] = checks
+        assert not health.ok and "deadline of 3.0 s exceeded (health check)" in (health.problem or "")
+        assert 3.5 <= checked - t0 < 4.2
+        while len(server.hangups) < 2 and time.monotonic() - t0 < 6.0:
+            time.sleep(0.02)
+        assert len(server.accepted) == 2  # one connection each, no reconnect behind our back
+        assert len(server.hangups) == 2 and max(server.hangups) - t0 < 5.2  # both shut at their deadline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_find_backchannel_picks_the_sendonly_audio_track() -> None:
 def test_backchannel_audio_reaches_the_camera(camera: OnvifCamera) -> None:
     pcm = load_announcement(ANNOUNCEMENT, 8000)
     t0 = time.monotonic()
-    onvif_speaker(camera.url).play(pcm)
+    onvif_speaker(camera.url).play(pcm, threading.Event())
     elapsed = time.monotonic() - t0
     received = camera.received()
     lag, corr = best_alignment(received, pcm.samples)
@@ -87,12 +88,12 @@ def test_backchannel_audio_reaches_the_camera(camera: OnvifCamera) -> None:
 @needs_gst
 def test_camera_without_backchannel_gives_a_clear_error(plain_camera: OnvifCamera) -> None:
     with pytest.raises(SpeakerError, match=r"'gate-cam'.*no ONVIF audio back-channel.*551 Option not supported"):
-        onvif_speaker(plain_camera.url).play(Pcm(np.zeros(800, np.int16), 8000))
-    assert onvif_speaker(plain_camera.url).health() is None
+        onvif_speaker(plain_camera.url).play(Pcm(np.zeros(800, np.int16), 8000), threading.Event())
+    assert onvif_speaker(plain_camera.url).health().ok
 
 
 def test_unreachable_camera() -> None:
     url = f"rtsp://admin:pw@127.0.0.1:{free_port()}/stream"
     with pytest.raises(SpeakerError, match=r"'gate-cam' \(onvif 127\.0\.0\.1:\d+/stream\): cannot connect") as info:
-        onvif_speaker(url).play(Pcm(np.zeros(800, np.int16), 8000))
+        onvif_speaker(url).play(Pcm(np.zeros(800, np.int16), 8000), threading.Event())
     assert "pw" not in str(info.value)  # credentials stay out of logs and incident records

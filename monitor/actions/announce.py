@@ -2,15 +2,15 @@
 
 Per speaker, jobs are played one at a time (never overlapping) in priority order, FIFO within a priority. A job
 that waited longer than its deadline is dropped: a "please disperse" minutes late is worse than none. A job
-of higher priority than the one playing interrupts it when the backend supports it (``play(audio, stop=...)``:
-SIP, HTTP, ONVIF); the interrupted playback ends early and its result says so. Other backends finish the
-current announcement first, and the higher-priority job still goes before every queued lower one.
+of higher priority than the one playing interrupts it (every backend's ``play(audio, stop)`` ends within a packet
+or chunk once ``stop`` is set); the interrupted playback ends early and its result says so, and the
+higher-priority job goes before every queued lower one. Every playback ends by the backend's total deadline, so
+a speaker that hangs reports a failure instead of holding its queue, and ``close(timeout)`` returns in time.
 """
 
 from __future__ import annotations
 
 import heapq
-import inspect
 import itertools
 import logging
 import threading
@@ -30,6 +30,7 @@ from speakers.groups import SpeakerGroupError, expand_speakers
 log = logging.getLogger(__name__)
 
 CHIME_GAP_S = 0.3  # silence between the chime and the message, so they are heard as two sounds
+CLOSE_GRACE_S = 1.0  # close(timeout): the last part of the timeout, after the stop event was set, to wind down
 _SEQUENCE = itertools.count()
 
 
@@ -50,14 +51,6 @@ class PlayJob:
         return (-self.priority, self.seq)
 
 
-def supports_stop(speaker: Speaker) -> bool:
-    """Whether ``speaker.play`` takes a ``stop`` event, i.e. can be interrupted mid-announcement."""
-    try:
-        return "stop" in inspect.signature(speaker.play).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def with_chime(message: Pcm, chime: Pcm | None) -> Pcm:
     """One continuous clip: chime, a short gap, the message (one SIP call / one RTP stream, not two)."""
     if chime is None:
@@ -67,31 +60,39 @@ def with_chime(message: Pcm, chime: Pcm | None) -> Pcm:
 
 
 class SpeakerChannel:
-    """A speaker with its own priority queue and thread: plays jobs one at a time, never overlapping."""
+    """A speaker with its own priority queue and thread: plays jobs one at a time, never overlapping.
+
+    ``on_done`` callbacks run on this channel's thread, never while its lock is held.
+    """
 
     def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
-        self.interruptible = supports_stop(speaker)
         self._cond = threading.Condition()
         self._heap: list[tuple[tuple[int, int], PlayJob]] = []
         self._current: PlayJob | None = None
         self._stop_current = threading.Event()
-        self._closing = False
+        self._closing = False  # no new jobs; the thread ends when the queue is empty
+        self._abandoned = False  # closed past its timeout: the playing job is stopped, queued ones are dropped
         self.thread = threading.Thread(target=self._run, name=f"speaker-{speaker.name}", daemon=True)
         self.thread.start()
 
     def put(self, job: PlayJob) -> None:
-        """Queue ``job``; interrupt the current playback if ``job`` outranks it and the backend allows it."""
+        """Queue ``job``; interrupt the current playback if ``job`` outranks it."""
         with self._cond:
-            heapq.heappush(self._heap, (job.sort_key(), job))
-            current = self._current
-            if current is not None and job.priority > current.priority and self.interruptible:
-                log.info("speaker %s: priority %d interrupts priority %d", self.speaker.name, job.priority,
-                         current.priority)  # fmt: skip
-                self._stop_current.set()
-            self._cond.notify()
+            closing = self._closing
+            if not closing:
+                heapq.heappush(self._heap, (job.sort_key(), job))
+                current = self._current
+                if current is not None and job.priority > current.priority:
+                    log.info("speaker %s: priority %d interrupts priority %d", self.speaker.name, job.priority,
+                             current.priority)  # fmt: skip
+                    self._stop_current.set()
+                self._cond.notify()
+        if closing:  # outside the lock: the callback may take its own locks
+            now = time.time()
+            job.on_done(PlaybackResult(self.speaker.name, now, now, False, "dropped: the announcer is shutting down"))
 
-    def _next(self) -> PlayJob | None:
+    def _next(self) -> tuple[PlayJob, threading.Event] | None:
         with self._cond:
             while not self._heap and not self._closing:
                 self._cond.wait()
@@ -99,11 +100,12 @@ class SpeakerChannel:
                 return None
             job = heapq.heappop(self._heap)[1]
             self._current, self._stop_current = job, threading.Event()
-            return job
+            return job, self._stop_current
 
     def _run(self) -> None:
-        while (job := self._next()) is not None:
-            result = self._play(job, self._stop_current)
+        while (picked := self._next()) is not None:
+            job, stop = picked
+            result = self._play(job, stop)
             with self._cond:
                 self._current = None
             try:
@@ -115,21 +117,22 @@ class SpeakerChannel:
         name = self.speaker.name
         started = time.time()
         waited = started - job.queued_at
+        if self._abandoned:  # queued when the announcer gave up waiting at shutdown
+            return PlaybackResult(name, started, started, False, "dropped: the announcer is shutting down")
         if waited > job.deadline_s:
             log.warning("speaker %s: dropped %s, waited %.1f s", name, job.audio.name, waited)
             return PlaybackResult(
                 name, started, started, False, f"dropped: waited {waited:.1f} s, over the {job.deadline_s:g} s deadline"
             )
         try:
-            pcm = self._load(job)
-            if self.interruptible:
-                self.speaker.play(pcm, stop=stop)  # type: ignore[call-arg]
-            else:
-                self.speaker.play(pcm)
+            self.speaker.play(self._load(job), stop)
         except PlaybackInterrupted as exc:
             ended = time.time()
-            log.warning("speaker %s: %s", name, exc)
-            return PlaybackResult(name, started, ended, False, f"interrupted after {ended - started:.1f} s: {exc}")
+            why = "the announcer is shutting down" if self._abandoned else "a higher-priority announcement"
+            log.warning("speaker %s: %s (%s)", name, exc, why)
+            return PlaybackResult(
+                name, started, ended, False, f"interrupted after {ended - started:.1f} s by {why}: {exc}"
+            )
         except (SpeakerError, AnnouncementError, OSError) as exc:
             log.error("speaker %s: %s", name, exc)
             return PlaybackResult(name, started, time.time(), False, str(exc))
@@ -141,12 +144,43 @@ class SpeakerChannel:
         chime = load_announcement(job.chime, rate) if job.chime is not None else None
         return with_chime(load_announcement(job.audio, rate), chime)
 
-    def close(self, timeout: float) -> None:
-        """Finish what is queued (up to ``timeout``) and stop."""
+    def begin_close(self) -> None:
+        """Take no new jobs; the thread ends once the queue is played."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self.thread.join(timeout)
+
+    def abandon(self) -> None:
+        """Stop the playing job now (within a packet) and drop the queued ones; each still gets its result."""
+        with self._cond:
+            self._closing = self._abandoned = True
+            self._stop_current.set()
+            self._cond.notify()
+
+    def close(self, timeout: float) -> None:
+        """Finish what is queued, but return within ``timeout`` (see ``close_channels``)."""
+        close_channels([self], timeout)
+
+
+def close_channels(channels: Sequence[SpeakerChannel], timeout: float) -> None:
+    """Let the channels play what is queued, and return within ``timeout`` whatever their speakers do.
+
+    The queues get ``timeout`` minus a grace period; channels still busy then are abandoned (the playing job
+    stopped through its stop event, queued jobs reported as dropped) and get the grace period to wind down.
+    A playback that ignores its stop event still ends by its own deadline, on a thread nobody waits for.
+    """
+    end = time.monotonic() + timeout
+    grace = min(CLOSE_GRACE_S, timeout / 4)
+    for channel in channels:
+        channel.begin_close()
+    for channel in channels:
+        channel.thread.join(max(0.0, end - grace - time.monotonic()))
+    late = [channel for channel in channels if channel.thread.is_alive()]
+    for channel in late:
+        log.warning("speaker %s: still playing at shutdown, stopping it", channel.speaker.name)
+        channel.abandon()
+    for channel in late:
+        channel.thread.join(max(0.0, end - time.monotonic()))
 
 
 class Announcer:
@@ -195,6 +229,5 @@ class Announcer:
             channel.put(PlayJob(audio, now, deadline, on_done, priority, chime or self.chime))
 
     def close(self, timeout: float = 30.0) -> None:
-        """Let queued announcements finish, then stop the channels."""
-        for channel in self.channels.values():
-            channel.close(timeout)
+        """Let queued announcements finish, then stop the channels; returns within ``timeout`` (all channels)."""
+        close_channels(list(self.channels.values()), timeout)

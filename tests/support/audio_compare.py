@@ -1,4 +1,5 @@
-"""Test helpers to check audio that went through a real path: alignment by cross-correlation, and an RTP receiver."""
+"""Test helpers to check audio that went through a real path: alignment by cross-correlation, sample-exact matching
+that tolerates inserted silence (a sound server's underruns), and an RTP receiver."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from speakers.rtp import RtpPacket, parse_rtp
+from speakers.rtp_wire import RtpPacket, parse_rtp
 
 _T = TypeVar("_T", bound=np.generic)
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; Python 3.11's socket module lacks the name
@@ -43,6 +45,76 @@ def aligned(captured: NDArray[_T], reference: NDArray[_T], lag: int) -> tuple[ND
     cap_start, ref_start = max(lag, 0), max(-lag, 0)
     n = max(0, min(len(captured) - cap_start, len(reference) - ref_start))
     return captured[cap_start : cap_start + n], reference[ref_start : ref_start + n]
+
+
+@dataclass
+class GapMatch:
+    """Where the reference was found in a capture: ``start`` (capture index of reference[0]), silent ``gaps``
+    inserted on the way as (reference index, length), and how much of the reference was matched."""
+
+    start: int
+    matched: int  # reference samples matched, in order, within the tolerance
+    length: int  # len(reference)
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    trailing_loud: int = 0  # capture samples louder than the tolerance after the reference's end
+    problem: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.matched == self.length and not self.problem
+
+    @property
+    def gap_samples(self) -> int:
+        return sum(length for _, length in self.gaps)
+
+
+def match_with_gaps(
+    captured: NDArray[np.integer], reference: NDArray[np.integer], tolerance: int = 2, max_gaps: int = 50
+) -> GapMatch:
+    """Walk ``reference`` through ``captured`` sample by sample, allowing only inserted silence.
+
+    A sound server that runs dry renders silence and then goes on where it was: the capture is the reference
+    with runs of (near) zeros inserted, after a silent lead. So the first loud sample of the capture is the first
+    loud sample of the reference, and from there every sample must match within ``tolerance``, except for
+    stretches of silence the capture has in addition. Anything else (a lost or changed sample, audio in the wrong
+    order, noise where silence should be) stops the walk, and ``matched`` says how far it got.
+    """
+    cap = np.asarray(captured, dtype=np.int64)
+    ref = np.asarray(reference, dtype=np.int64)
+    loud_ref = np.flatnonzero(np.abs(ref) > tolerance)
+    loud_cap = np.flatnonzero(np.abs(cap) > tolerance)
+    if loud_ref.size == 0 or loud_cap.size == 0:
+        return GapMatch(0, 0, ref.size, problem="nothing to find (silent reference or silent capture)")
+    start = int(loud_cap[0]) - int(loud_ref[0])
+    if start < 0:
+        return GapMatch(start, 0, ref.size, problem=f"the capture starts {-start} samples into the reference")
+    match = GapMatch(start, 0, ref.size)
+    i, j = 0, start
+    while True:
+        n = min(ref.size - i, cap.size - j)
+        bad = np.flatnonzero(np.abs(cap[j : j + n] - ref[i : i + n]) > tolerance)
+        step = int(bad[0]) if bad.size else n
+        i, j = i + step, j + step
+        match.matched = i
+        if i == ref.size:
+            match.trailing_loud = int(np.count_nonzero(np.abs(cap[j:]) > tolerance))
+            return match
+        if j == cap.size:
+            match.problem = f"the capture ends {ref.size - i} samples before the reference"
+            return match
+        # Mismatch at (i, j): only a silent insertion is allowed. The capture's next loud sample must then be the
+        # reference's next loud sample; the quiet stretch in between is the gap plus the reference's own silence.
+        later_cap = loud_cap[loud_cap >= j]
+        later_ref = loud_ref[loud_ref >= i]
+        if later_cap.size == 0 or later_ref.size == 0:
+            match.problem = f"mismatch at reference sample {i} with no loud audio after it to resume on"
+            return match
+        gap = (int(later_cap[0]) - j) - (int(later_ref[0]) - i)
+        if gap < 1 or len(match.gaps) >= max_gaps:
+            match.problem = f"mismatch at reference sample {i} (capture {j}) that is not an inserted silence"
+            return match
+        match.gaps.append((i, gap))
+        j += gap
 
 
 class RtpReceiver(threading.Thread):

@@ -134,13 +134,24 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
 class Recorder:
     """``parec`` on the null sink's monitor while the ``with`` block runs; ``samples()`` afterwards.
 
-    Starts 0.3 s before the block (parec must be connected before audio starts) and stops 0.5 s after it
-    (the tail of what PyAudio wrote is still in the server when ``stop_stream()`` returns).
+    Margins are counted in recorded audio, not in wall-clock time, so a loaded machine (parec slow to start or
+    to be scheduled) cannot cut them short: the block starts once ``lead_s`` of audio was captured (parec is
+    connected and recording), and recording stops once ``tail_s`` more audio came in after the block (the tail of
+    what PyAudio wrote may still be in the server when ``stop_stream()`` returns). The keepalive stream keeps
+    the sink rendering, so the monitor always delivers audio (silence between announcements).
     """
 
-    def __init__(self, server: PulseServer, path: Path, lead_s: float = 0.3, tail_s: float = 0.5) -> None:
-        self.server, self.path, self.lead_s, self.tail_s = server, path, lead_s, tail_s
+    def __init__(
+        self, server: PulseServer, path: Path, lead_s: float = 0.3, tail_s: float = 0.5, timeout_s: float = 20.0
+    ) -> None:
+        self.server, self.path, self.lead_s, self.tail_s, self.timeout_s = server, path, lead_s, tail_s, timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def _bytes(self, seconds: float) -> int:
+        return int(seconds * self.server.rate) * self.server.channels * 2
+
+    def _recorded(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
 
     def __enter__(self) -> Recorder:
         with self.path.open("wb") as sink:  # the child keeps its own copy of the descriptor
@@ -158,13 +169,15 @@ class Recorder:
                 env=self.server.env,
                 stdout=sink,
             )
-        time.sleep(self.lead_s)
+        if not _wait_until(lambda: self._recorded() >= self._bytes(self.lead_s), self.timeout_s):
+            raise RuntimeError(f"parec recorded {self._recorded()} bytes in {self.timeout_s} s")
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        time.sleep(self.tail_s)
+        wanted = self._recorded() + self._bytes(self.tail_s)
+        _wait_until(lambda: self._recorded() >= wanted, self.timeout_s)  # the comparison tells if it fell short
         if self._proc is not None:
             stop(self._proc, signal.SIGINT)
 
