@@ -24,6 +24,7 @@ from monitor.actions.notify import SIGNATURE_HEADER as SIGNATURE_HDR
 from monitor.actions.notify import TIMESTAMP_HEADER as TIMESTAMP_HDR
 from monitor.actions.notify import Notifier
 from monitor.actions.notify_config import NotifierConfig
+from monitor.incident import Incident, iso
 from tests.support.processes import free_port
 
 DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER = DELIVERY_HDR.lower(), SIGNATURE_HDR.lower(), TIMESTAMP_HDR.lower()
@@ -101,7 +102,7 @@ def receiver() -> Iterator[Receiver]:
     rx.stop()
 
 
-def record(incident_id: str = "1718000000000-abc123", **changes: Any) -> dict[str, Any]:
+def record(incident_id: str = "1718000000000-abc123", **changes: Any) -> Incident:
     rec: dict[str, Any] = {
         "id": incident_id,
         "kind": "gathering",
@@ -109,8 +110,6 @@ def record(incident_id: str = "1718000000000-abc123", **changes: Any) -> dict[st
         "camera": "square_east",
         "zone": "广场",
         "status": "open",
-        "opened_at": "2024-06-10T14:13:20.000+08:00",
-        "closed_at": None,
         "opened_ts": 1718000000.0,
         "closed_ts": None,
         "peak_count": 5,
@@ -120,7 +119,7 @@ def record(incident_id: str = "1718000000000-abc123", **changes: Any) -> dict[st
         "details": {"min_people": 4},
     }
     rec.update(changes)
-    return rec
+    return Incident.from_record(rec)
 
 
 def test_webhook_is_signed_and_carries_the_summary(receiver: Receiver) -> None:
@@ -145,7 +144,7 @@ def test_webhook_is_signed_and_carries_the_summary(receiver: Receiver) -> None:
         "status": "open",
         "peak_count": 5,
     }
-    assert body["opened_at"] == "2024-06-10T14:13:20.000+08:00" and body["closed_at"] is None
+    assert body["opened_at"] == iso(1718000000.0) and body["closed_at"] is None
     assert body["links"]["incident"] == "https://center.example/incidents/1718000000000-abc123"
     assert body["title"] == "【聚集告警】square_east 广场 5 人"
     assert "/data/" not in req.body.decode(), "file paths stay inside the center"
@@ -155,7 +154,7 @@ def test_webhook_closed_event_and_event_filter(receiver: Receiver) -> None:
     only_closed = CONFIG.validate_python({"kind": "webhook", "url": receiver.url(), "events": ["closed"]})
     with Notifier([only_closed]) as notifier:
         assert notifier.notify(record(), "opened") == 0
-        closed = record(status="closed", closed_at="2024-06-10T14:20:00.000+08:00", peak_count=7)
+        closed = record(status="closed", closed_ts=1718000400.0, peak_count=7)
         assert notifier.notify(closed, "closed") == 1
         (req,) = receiver.wait_for(1)
     body = req.json()

@@ -278,8 +278,7 @@ class Dispatcher:
             self._snapshot(incident.id, out, out.evidence)
         if out.recorder is not None:
             self._clip(incident.id, out.recorder, transition.ts)
-        if out.kind != "camera_offline":
-            self._notify(incident.id, "opened")
+        self._notify(incident.id, "opened")  # targets choose kinds (notify[].kinds); camera_offline included
 
     def _decide(self, incident_id: str, decision: Decision, speech: Speech | None) -> None:
         if decision.notable:
@@ -313,8 +312,7 @@ class Dispatcher:
             with self._lock:
                 del self._by_rule[rule]
         log.warning("INCIDENT %s closed (%s, peak %d)", incident_id, closed_by, tracked.incident.peak_count)
-        if tracked.incident.kind != "camera_offline":
-            self._notify(incident_id, "closed")
+        self._notify(incident_id, "closed")
 
     # -- media and results -----------------------------------------------------------------------
     def _snapshot(self, incident_id: str, out: RuleOutput, evidence: Evidence) -> None:
@@ -382,7 +380,7 @@ class Dispatcher:
 
     def _notify(self, incident_id: str, event: Literal["opened", "closed"]) -> None:
         if self.notifier is not None:
-            self.notifier.notify(self._incidents[incident_id].incident.to_record(), event)
+            self.notifier.notify(self._incidents[incident_id].incident, event)
 
     def _evict(self) -> None:
         """Forget closed incidents once late results can no longer come (bounded memory over weeks)."""

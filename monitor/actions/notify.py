@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from monitor.actions.notify_config import DingTalkConfig, NotifierConfig, NotifyEvent, WebhookConfig, WeComConfig
+from monitor.incident import Incident
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +59,26 @@ _SEQUENCE = itertools.count()
 # -- message content -------------------------------------------------------------------------------
 
 
-def summarize(record: Mapping[str, Any], event: NotifyEvent, base_url: str | None = None) -> dict[str, Any]:
-    """The part of an incident record that leaves the center (no file paths, no details)."""
+def summarize(incident: Incident, event: NotifyEvent, base_url: str | None = None) -> dict[str, Any]:
+    """The part of an incident that leaves the center (no file paths, no details)."""
     summary: dict[str, Any] = {
         "event": event,
-        "id": record["id"],
-        "kind": record["kind"],
-        "rule": record.get("rule"),
-        "camera": record["camera"],
-        "zone": record.get("zone"),
-        "status": record.get("status"),
-        "opened_at": record.get("opened_at"),
-        "closed_at": record.get("closed_at"),
-        "peak_count": record.get("peak_count"),
+        "id": incident.id,
+        "kind": incident.kind,
+        "rule": incident.rule,
+        "camera": incident.camera,
+        "zone": incident.zone,
+        "status": incident.status,
+        "opened_at": incident.opened_at,
+        "closed_at": incident.closed_at,
+        "peak_count": incident.peak_count,
     }
     if base_url:
-        links = {"incident": INCIDENT_PAGE.format(base=base_url, id=record["id"])}
-        if record.get("snapshot"):
-            links["snapshot"] = SNAPSHOT_URL.format(base=base_url, id=record["id"])
-        if record.get("clip"):
-            links["clip"] = CLIP_URL.format(base=base_url, id=record["id"])
+        links = {"incident": INCIDENT_PAGE.format(base=base_url, id=incident.id)}
+        if incident.snapshot:
+            links["snapshot"] = SNAPSHOT_URL.format(base=base_url, id=incident.id)
+        if incident.clip:
+            links["clip"] = CLIP_URL.format(base=base_url, id=incident.id)
         summary["links"] = links
     return summary
 
@@ -313,19 +314,19 @@ class Notifier:
 
     # public API
 
-    def notify(self, record: Mapping[str, Any], event: NotifyEvent) -> int:
-        """Queue messages about ``record`` (an incident record) for every interested target; returns how many.
+    def notify(self, incident: Incident, event: NotifyEvent) -> int:
+        """Queue messages about ``incident`` for every interested target; returns how many.
 
         Only copies a few fields under a lock: safe to call from the engine's hot path.
         """
         jobs = [
-            _Job(i, summarize(record, event, cfg.base_url), uuid.uuid4().hex)
+            _Job(i, summarize(incident, event, cfg.base_url), uuid.uuid4().hex)
             for i, cfg in enumerate(self.configs)
-            if event in cfg.events and (cfg.kinds is None or record["kind"] in cfg.kinds)
+            if event in cfg.events and (cfg.kinds is None or incident.kind in cfg.kinds)
         ]
         with self._cv:
             if self._closing:
-                log.warning("notifier closed: %s of incident %s not sent", event, record["id"])
+                log.warning("notifier closed: %s of incident %s not sent", event, incident.id)
                 return 0
             for job in jobs:
                 self._enqueue(job)

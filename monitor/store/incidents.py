@@ -129,6 +129,11 @@ class IncidentStore:
         ids = self.r.zrevrange(INDEX, 0, end) if newest_first else self.r.zrange(INDEX, 0, end)
         yield from self.records([raw.decode() if isinstance(raw, bytes) else str(raw) for raw in ids])
 
+    def incidents(self, newest_first: bool = True, limit: int | None = None) -> Iterator[Incident]:
+        """Incidents in time order, typed."""
+        for record in self.list(newest_first, limit):
+            yield Incident.from_record(record)
+
     def records(self, ids: Sequence[str], chunk: int = 200) -> Iterator[dict[str, Any]]:
         """The records of ``ids`` in that order, one MGET per chunk (missing ones skipped)."""
         for start in range(0, len(ids), chunk):
