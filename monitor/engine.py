@@ -53,8 +53,8 @@ HEALTH_INTERVAL_S = 0.5
 HEARTBEAT_S = 5.0
 RESUME_WITHIN_S = 120.0  # an incident left open by a crash is carried on if the engine was back within this
 REDIS_TIMEOUT_S = 2.0  # a frozen Redis costs the delivery thread this long per try, never the loop
-STOP_FLUSH_S = 5.0
-SPEAKERS_STOP_S = 10.0  # at shutdown, queued announcements get this long (then they are stopped and recorded)  # at shutdown, wait this long for the outbox to reach Redis (the rest waits for next start)
+STOP_FLUSH_S = 5.0  # at shutdown, wait this long for the outbox to reach Redis (the rest waits for next start)
+SPEAKERS_STOP_S = 10.0  # at shutdown, queued announcements get this long (then they are stopped and recorded)
 
 
 @dataclass(frozen=True, slots=True)
