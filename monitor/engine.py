@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 import redis
 
@@ -512,8 +513,15 @@ def _worth_dispatching(step: RuleStep) -> bool:
 
 
 def _last_announced(incident: Incident) -> float | None:
-    """When the incident's last announcement began (for the policy's cooldown after a resume)."""
-    from datetime import datetime
+    """When the incident was last announced (decided or played), for the policy's cooldown after a resume.
 
-    times = [a.started_at for a in incident.announcements if a.started_at]
+    The decision is in the timeline before the speaker plays, so a crash during the playback still counts it.
+    """
+    played = ("announce", "repeat")
+    decided = [
+        str(entry["at"])
+        for entry in incident.timeline
+        if entry.get("event") == "announcement_decision" and str(entry.get("reason", "")).startswith(played)
+    ]
+    times = decided + [a.started_at for a in incident.announcements if a.started_at]
     return max(datetime.fromisoformat(t).timestamp() for t in times) if times else None

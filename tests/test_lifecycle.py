@@ -15,6 +15,7 @@ import pytest
 from tests.support.engine_process import start_engine
 from tests.support.media import CROWD, LOWER_ZONE, cut_scenario
 from tests.support.processes import stop
+from tests.support.rtp_listener import RtpListener
 from tests.support.waiting import incidents_via_cli
 
 pytestmark = pytest.mark.slow
@@ -103,14 +104,16 @@ def test_a_crash_with_an_open_incident_is_resumed_after_the_restart_not_duplicat
     root: Path, square_mp4: Path, tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:
     scenario = cut_scenario(square_mp4, [CROWD], tmp_path / "crowd.mp4")  # loops: the crowd stays
+    horn = RtpListener()
+    rule = {"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2, "clear_s": 30,
+            "cooldown_s": 600, "announcement": str(root / "announcements/disperse_en.wav")}  # fmt: skip
     cfg = write_config(
         {
             "data_dir": "./data",
             "clips": {"pre_roll_s": 5, "post_roll_s": 30},  # the clip is still being written when the engine dies
-            "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}}},
-            "rules": [
-                {"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2, "clear_s": 30}
-            ],
+            "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}, "speakers": ["h"]}},
+            "speakers": {"h": {"kind": "rtp", "host": "127.0.0.1", "port": horn.port, "codec": "pcmu"}},
+            "rules": [rule],
         }
     )
     data = cfg.parent / "data"
@@ -130,6 +133,8 @@ def test_a_crash_with_an_open_incident_is_resumed_after_the_restart_not_duplicat
         assert engine.wait(90) == 0, log.read_text(errors="replace")[-3000:]
     finally:
         stop(engine)
+    horn.close()
+    assert horn.announcements == 1, "announced once before the crash, not again after the restart (cooldown)"
     records = incidents_via_cli(cfg)
     assert [r["id"] for r in records] == [crashed["id"]], "the same incident carried on: no second one beside it"
     [record] = records
