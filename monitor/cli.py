@@ -18,6 +18,7 @@ from monitor.redact import ScrubFilter, redact_fields, redact_url, scrub
 
 if TYPE_CHECKING:
     from monitor.engine import Engine
+    from monitor.incident import Incident
     from monitor.web.metrics import EngineMetrics
     from monitor.web.server import WebServer
 
@@ -182,39 +183,36 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
     client, embedded = connect(loaded.config.redis_url, loaded.data_dir)
     try:
-        records = list(IncidentStore(client).list(limit=args.limit))
+        incidents = list(IncidentStore(client).incidents(limit=args.limit))
     finally:
         if embedded is not None:
             embedded.stop()
     if args.json:
-        for rec in records:
-            print(json.dumps(rec, ensure_ascii=False))
+        for incident in incidents:
+            print(json.dumps(incident.to_record(), ensure_ascii=False))
         return 0
-    _print_table(records)
+    _print_table(incidents)
     return 0
 
 
-def _print_table(records: list[dict[str, object]]) -> None:
+def _print_table(incidents: list[Incident]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "kind", "camera", "zone", "status", "opened", "closed", "peak", "announced", "clip")
-    for rec in records:
-        plays = rec.get("announcements") or []
-        assert isinstance(plays, list)
-        ok = sum(1 for p in plays if p.get("ok"))
-        clip = rec.get("clip")
+    for incident in incidents:
+        plays = incident.announcements
         table.add_row(
-            str(rec["id"]),
-            str(rec["kind"]),
-            str(rec["camera"]),
-            str(rec.get("zone") or "-"),
-            str(rec["status"]),
-            str(rec["opened_at"])[:19],
-            str(rec.get("closed_at") or "-")[:19],
-            str(rec["peak_count"]),
-            f"{ok}/{len(plays)}",
-            Path(str(clip)).name if clip else "-",
+            incident.id,
+            incident.kind,
+            incident.camera,
+            incident.zone or "-",
+            incident.status,
+            (incident.opened_at or "")[:19],
+            (incident.closed_at or "-")[:19],
+            str(incident.peak_count),
+            f"{sum(1 for p in plays if p.ok)}/{len(plays)}",
+            Path(incident.clip).name if incident.clip else "-",
         )
     Console().print(table)
 

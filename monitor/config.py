@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from detectors.config import DetectorConfig
 from monitor.actions.notify_config import NotifierConfig
 from monitor.ingest.sampler import SamplingMode
+from monitor.redact import redact_url, url_problem
 from monitor.rules.models import GatheringRuleConfig, RuleConfig, ZoneFilterConfig
 from monitor.store.retention import RetentionConfig
 from monitor.web.config import WebConfig
@@ -466,8 +467,24 @@ def _unknown(what: str, name: str, known: dict[str, Any]) -> str:
     return f"unknown {what} '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else f" (known: {listing})")
 
 
+_SCHEME_TYPO = re.compile(r"^(?:rtsps?|https?|rtmps?|srt|udp):/?[^/]", re.IGNORECASE)  # 'rtsp:/cam/x'
+
+
+def camera_source_problem(url: str, base_dir: Path) -> str | None:
+    """Why a camera's ``url`` cannot work: a missing video file, a malformed stream URL (never its password)."""
+    source = file_path(url, base_dir)
+    if source is None:
+        problem = url_problem(url)
+        return None if problem is None else f"stream URL {redact_url(url)} {problem}"
+    if source.is_file():
+        return None
+    hint = " (a stream URL starts with scheme://, e.g. rtsp://)" if _SCHEME_TYPO.match(url) else ""
+    return f"video file not found: {source}{hint}"
+
+
 def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem]:
-    """Problems with the files the config points at: missing videos and announcements."""
+    """Problems with the files and streams the config points at: missing videos, malformed camera URLs, missing
+    or unreadable announcements."""
     from speakers.audio import AnnouncementError, load_announcement
 
     problems: list[ConfigProblem] = []
@@ -482,9 +499,9 @@ def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem
             else {"inputs.detect": cam.inputs.detect, "inputs.record": cam.inputs.record}
         )
         for key, url in urls.items():
-            source = file_path(str(url), loaded.base_dir)
-            if source is not None and not source.is_file():
-                add(("cameras", cam_name, *key.split(".")), f"video file not found: {source}")
+            problem = camera_source_problem(str(url), loaded.base_dir)
+            if problem is not None:
+                add(("cameras", cam_name, *key.split(".")), problem)
     for i, rule in enumerate(loaded.config.rules):
         for key in ("announcement", "chime"):
             name = getattr(rule, key)

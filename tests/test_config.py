@@ -254,3 +254,60 @@ def test_camera_defaults_apply_unless_a_camera_sets_the_key(
     cfg["camera_defaults"] = {"offline_after_s": "often"}
     code, out = check(write_config(cfg), capsys)
     assert code == 1 and "offline_after_s: Input should be a valid number" in out
+
+
+def _problem_line(out: str, path: Path, dotted: str) -> str:
+    """The YAML line a ``file:line:col: dotted: message`` problem points at (asserting that form)."""
+    [problem] = [line for line in out.splitlines() if f": {dotted}: " in line]
+    assert problem.startswith(f"{path}:"), problem
+    return path.read_text().splitlines()[int(problem.split(":")[1]) - 1]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("rtsp://admin:Zq/9x@10.0.0.5:554/stream1", "has a user name or password with '/', '?' or '#' in it"),
+        ("rtsp://admin:Zq?9x@10.0.0.5:554/stream1", "percent-encode them (%2F, %3F, %23)"),
+        ("rtsp://admin:Zq#9x@10.0.0.5:554/stream1", "percent-encode them (%2F, %3F, %23)"),
+        ("rtsp://admin:Zq 9x@10.0.0.5:554/stream1", "contains a space: percent-encode it (%20)"),
+        ("rtsp://10.0.0.5:99999/stream1?pwd=Zq9x", "has a port that is not a number from 1 to 65535"),
+        ("rtsp://admin:Zq9x/stream1", "has a port that is not a number"),  # '@host' forgotten
+        ("rtsp:///stream1?token=Zq9x", "has no host"),
+    ],
+)
+def test_malformed_camera_url_is_a_problem_at_its_line_without_the_password(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], url: str, message: str
+) -> None:
+    cfg = sample(root)
+    cfg["cameras"]["gate"] = {"url": url}  # type: ignore[index]
+    path = write_config(cfg)
+    code, out = check(path, capsys)
+    assert code == 1, out
+    assert ": cameras.gate.url: stream URL rtsp://" in out and message in out, out
+    assert "Zq" not in out and "9x" not in out, out
+    assert "url:" in _problem_line(out, path, "cameras.gate.url")
+
+
+def test_missing_or_misspelt_camera_inputs_name_camera_key_and_line(
+    root: Path, tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = sample(root)
+    cfg["cameras"]["gate"] = {"inputs": {"detect": "rtsp:/10.0.0.5/sub", "record": str(tmp_path / "gone.mp4")}}  # type: ignore[index]
+    path = write_config(cfg)
+    code, out = check(path, capsys)
+    assert code == 1, out
+    assert "cameras.gate.inputs.detect: video file not found:" in out and "starts with scheme://" in out, out
+    assert f"cameras.gate.inputs.record: video file not found: {tmp_path / 'gone.mp4'}" in out, out
+    assert "detect:" in _problem_line(out, path, "cameras.gate.inputs.detect")
+    assert "record:" in _problem_line(out, path, "cameras.gate.inputs.record")
+    assert "square_east" not in out, "the good camera has no problem"
+
+
+def test_percent_encoded_and_at_sign_passwords_are_fine(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = sample(root)
+    cfg["cameras"]["gate"] = {"url": "rtsp://admin:p%2Fa%3Fs%23s@10.0.0.5:554/Streaming/Channels/101"}  # type: ignore[index]
+    cfg["cameras"]["yard"] = {"url": "rtsp://admin:p@ss@[fe80::1]:554/live?channel=1&subtype=0"}  # type: ignore[index]
+    code, out = check(write_config(cfg), capsys)
+    assert code == 0, out

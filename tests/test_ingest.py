@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import subprocess
@@ -197,3 +198,86 @@ def test_broken_cameras_do_not_hold_up_the_others(
     assert any(m.startswith("camera hung offline") for m in messages), "the hung camera is reported by name"
     assert not any(m.startswith("camera good offline") for m in messages)
     assert engine.cameras["truncated"].detections >= 1, "a truncated file plays what it has, then loops"
+
+
+SECRET = "Zq9xK"  # in every odd URL below; must never reach a status, a log line or an incident
+ODD_URLS = [
+    f"rtsp://admin:{SECRET}/a@127.0.0.1:9/x",  # '/' in the password: urllib raised IndexError on main
+    f"rtsp://admin:p@ss/w?rd#{SECRET}@127.0.0.1:9/x",  # / ? # and @ in one password
+    f"rtsp://admin:{SECRET}?1@127.0.0.1:9/x",
+    f"rtsp://127.0.0.1:9/x?usr=admin&pwd={SECRET}",  # credentials in the query string
+    f"http://127.0.0.1:9/snap?a=b@c&token={SECRET}",  # '@' in the query string
+    f"rtsp://admin:{SECRET} x@127.0.0.1:9/x",  # a space: FFmpeg takes it, connection refused
+    f"rtsp://admin:{SECRET}/stream",  # '@host' forgotten: the password reads as a port
+    f"rtsp://[::1/x?pwd={SECRET}",
+    f"rtsp://adm\x00in:{SECRET}@127.0.0.1:9/x",
+    "",
+    "rtsp://",
+]
+
+
+def test_odd_urls_and_missing_files_never_raise_they_retry_with_a_redacted_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "gone.mp4"
+    sources = [Source(url, False, open_timeout_s=1, reconnect_max_s=1) for url in ODD_URLS]
+    sources.append(Source(str(missing), True, reconnect_max_s=1))
+    with caplog.at_level(logging.DEBUG):
+        workers = [StreamWorker(f"cam{i}", src, 2.0, 2.0) for i, src in enumerate(sources)]  # constructing: fine
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(w.status().reconnects >= 2 for w in workers):
+            time.sleep(0.1)
+        alive = [w.alive for w in workers]
+        statuses = [w.status() for w in workers]
+        for worker in workers:
+            worker.stop()
+    assert all(alive), "no worker thread died"
+    for source, status in zip(sources, statuses, strict=True):
+        assert status.reconnects >= 2 and not status.online, f"{source.redacted()}: retried with backoff"
+        assert status.last_error and SECRET not in status.last_error, status.last_error
+        assert SECRET not in source.redacted()
+    assert statuses[-1].last_error == f"FileNotFoundError: video file not found: {missing}"
+    assert "percent-encode them" in (statuses[0].last_error or "") and "rtsp://***@127.0.0.1:9/x" in (
+        statuses[0].last_error or ""
+    )
+    assert "Connection refused" in (statuses[3].last_error or "") and "pwd=***" in (statuses[3].last_error or "")
+    assert caplog.records and not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+def test_missing_file_and_malformed_url_cameras_go_offline_while_the_others_detect(
+    square_mp4: Path,
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    detector: Detector,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import redis
+
+    from monitor.store.incidents import IncidentStore
+
+    fast = {"offline_after_s": 1, "reconnect_max_s": 1, "open_timeout_s": 1}
+    path = write_config(
+        {
+            "redis_url": redis_url,
+            "cameras": {
+                "missing": {"url": "videos/not-there.mp4", **fast},
+                "malformed": {"url": f"rtsp://admin:{SECRET}/x#1@127.0.0.1:9/stream", **fast},
+                "good": {"url": str(square_mp4)},
+            },
+        }
+    )
+    engine = Engine(load_config(path), detector=detector)
+    with caplog.at_level(logging.INFO):
+        engine.run(duration_s=8)
+    assert engine.cameras["good"].detections >= 10, "the good camera kept detecting"
+    records = list(IncidentStore(redis.Redis.from_url(redis_url)).list())
+    offline = {r["camera"]: r for r in records if r["kind"] == "camera_offline"}
+    assert set(offline) == {"missing", "malformed"}, records
+    assert "video file not found" in offline["missing"]["details"]["last_error"]
+    assert str(tmp_path / "videos/not-there.mp4") in offline["missing"]["details"]["last_error"]
+    assert "rtsp://***@127.0.0.1:9/stream" in offline["malformed"]["details"]["last_error"]
+    assert SECRET not in json.dumps(records)
+    assert not any(SECRET in r.getMessage() for r in caplog.records)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -110,3 +112,55 @@ def test_frozen_camera_is_a_stall_within_its_read_timeout_and_resumes(
         wait_until(lambda: worker.status().online and worker.status().frames > before + 10, 15, "frames again")
     finally:
         worker.stop()
+
+
+def test_passwords_with_url_characters_never_crash_or_leak_beside_a_healthy_camera(
+    square_mp4: Path, rtsp_cameras: Callable[[dict[str, Path]], RtspCamera], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real RTSP server (no authentication) and a healthy worker on it; workers whose URLs carry a password
+    with / ? # @ in it, raw, percent-encoded, or as query parameters, run beside it."""
+    server = rtsp_cameras({"gate": square_mp4})
+    secret = "Zq9/x?k#1@a"
+    host = f"127.0.0.1:{server.port}"
+    odd = {
+        "raw": f"rtsp://admin:{secret}@{host}/gate",  # never sent: FFmpeg would take 'admin:Zq9' for the host
+        "at_only": f"rtsp://admin:Zq9@xk1@{host}/gate",  # '@' is fine: the server plays (it ignores credentials)
+        "encoded": f"rtsp://admin:{quote(secret, safe='')}@{host}/gate",  # the right way to write it
+        "query": f"rtsp://{host}/nope?usr=admin&pwd={quote(secret, safe='')}&token=Zq9xk1",  # 404 from the server
+    }
+    secrets = [secret, "Zq9@xk1", quote(secret, safe=""), "Zq9xk1"]
+
+    def worker(name: str, url: str) -> StreamWorker:
+        return StreamWorker(name, Source(url, False, open_timeout_s=2, read_timeout_s=2, reconnect_max_s=1), 2.0, 2.0)
+
+    healthy = worker("healthy", server.url("gate"))
+    workers = {name: worker(name, url) for name, url in odd.items()}
+    frames: list[int] = []
+    with caplog.at_level(logging.DEBUG):
+        healthy.start()
+        try:
+            wait_until(lambda: healthy.status().frames > 10, 20, "the healthy camera delivers frames")
+            for odd_worker in workers.values():
+                odd_worker.start()
+            end = time.monotonic() + 8
+            while time.monotonic() < end:
+                frames.append(healthy.status().frames)
+                time.sleep(1)
+            statuses = {name: w.status() for name, w in workers.items()}
+            alive = {name: w.alive for name, w in workers.items()}
+        finally:
+            for w in [healthy, *workers.values()]:
+                w.stop()
+    assert all(b > a for a, b in itertools.pairwise(frames)), f"the healthy camera kept delivering: {frames}"
+    assert all(alive.values()), alive
+    raw, query = statuses["raw"], statuses["query"]
+    assert raw.reconnects >= 2 and not raw.online, "retried with backoff"
+    assert f"stream URL rtsp://***@{host}/gate has a user name or password with '/'" in (raw.last_error or "")
+    assert query.reconnects >= 1 and "pwd=***" in (query.last_error or "") and "token=***" in (query.last_error or "")
+    for name in ("at_only", "encoded"):  # reached the server: the stream plays
+        assert statuses[name].frames > 10 and statuses[name].last_error is None, statuses[name]
+    shown = [st.last_error or "" for st in statuses.values()] + [w.source.redacted() for w in workers.values()]
+    shown += [r.getMessage() for r in caplog.records]
+    assert any(f"opened rtsp://***@{host}/gate" in line for line in shown), "the opened stream is logged, redacted"
+    leaks = [line for line in shown for s in secrets if s in line]
+    assert not leaks, leaks

@@ -21,7 +21,7 @@ import numpy as np
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
 from monitor.ingest.sampler import Sampler, SamplingMode
-from monitor.redact import redact_url, scrub
+from monitor.redact import redact_url, scrub, url_problem
 from monitor.types import Frame
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,14 @@ class Source:
     def redacted(self) -> str:
         """The URL without credentials, for logs."""
         return redact_url(self.url)
+
+    def problem(self) -> str | None:
+        """Why this source cannot be opened as written (a missing file, a malformed URL), checked before FFmpeg
+        sees it: FFmpeg would read a raw '/' in a password as the end of the host and connect elsewhere."""
+        if self.is_file:
+            return None if Path(self.url).exists() else f"video file not found: {self.url}"
+        problem = url_problem(self.url, spaces=False)
+        return None if problem is None else f"stream URL {self.redacted()} {problem}"
 
 
 def open_arguments(src: Source) -> tuple[dict[str, str], tuple[float | None, float | None] | None]:
@@ -158,6 +166,10 @@ class StreamWorker:
             self._clips.append(request)
 
     # -- the thread ------------------------------------------------------------------------------
+    def _describe(self, exc: BaseException) -> str:
+        """An error for status, logs and incidents: without the URL's credentials, however it quotes them."""
+        return scrub(f"{type(exc).__name__}: {exc}", self.source.url)
+
     def _run(self) -> None:
         delay = BACKOFF_FIRST_S
         while not self._stop.is_set():
@@ -166,10 +178,10 @@ class StreamWorker:
                 self._session()
                 error = "stream ended" if not self._stop.is_set() else None
             except (av.FFmpegError, OSError, ValueError) as exc:
-                error = scrub(f"{type(exc).__name__}: {exc}")
+                error = self._describe(exc)
             except Exception as exc:  # a bug must not kill the camera forever; it is logged and retried
-                log.error("camera %s: unexpected error: %s", self.camera, scrub(repr(exc)))
-                error = scrub(f"{type(exc).__name__}: {exc}")
+                log.error("camera %s: unexpected error: %s", self.camera, scrub(repr(exc), self.source.url))
+                error = self._describe(exc)
             self._finish_clips(force=True)
             self.ring.clear()
             if self._stop.is_set():
@@ -192,6 +204,9 @@ class StreamWorker:
     def _session(self) -> None:
         """One connection: open, read until the stream ends, fails or we are stopped."""
         src = self.source
+        problem = src.problem()
+        if problem is not None:
+            raise (FileNotFoundError if src.is_file else ValueError)(problem)
         options, timeout = open_arguments(src)
         with av.open(src.url, options=options, timeout=timeout) as container:
             if not container.streams.video:
@@ -324,7 +339,7 @@ class StreamWorker:
             result = write_clip(req.path, template, self.ring.window(req.start_ts, req.end_ts))
         except (av.FFmpegError, OSError, ValueError) as exc:
             log.error("camera %s: writing clip %s failed: %s", self.camera, req.path, exc)
-            return ClipResult(None, None, None, f"{type(exc).__name__}: {exc}")
+            return ClipResult(None, None, None, self._describe(exc))
         if result.path is not None:
             log.info(
                 "camera %s: clip %s (%.1f s)",

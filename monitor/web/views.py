@@ -7,7 +7,6 @@ returns either. Media is referenced by incident id (``/api/incidents/<id>/clip``
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,29 +17,13 @@ import redis
 from pydantic import BaseModel, Field
 
 from monitor.config import LoadedConfig
-from monitor.redact import SECRET_FIELDS
-from monitor.store.incidents import CAMERAS, INDEX, IncidentStore, camera_key, iso
+from monitor.incident import iso
+from monitor.redact import redact_url, scrub, scrub_any
+from monitor.store.incidents import CAMERAS, INDEX, IncidentStore, camera_key
 
 STATUSES = ("open", "closed", "acknowledged", "false_alarm")
-_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
 RECENT_FOR_OPEN = 500  # open incidents are looked for among this many newest ones
 SCAN_CHUNK = 200
-
-
-def scrub(text: str) -> str:
-    """Remove ``user:password@`` from every URL inside a free text (error messages quote URLs)."""
-    return _CREDENTIALS.sub(r"\1***@", text)
-
-
-def scrub_any(value: Any) -> Any:
-    """``scrub`` through nested JSON, masking values of secret-named keys."""
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, list):
-        return [scrub_any(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): "***" if str(k).lower() in SECRET_FIELDS else scrub_any(v) for k, v in value.items()}
-    return value
 
 
 def text(value: Any) -> str:
@@ -209,7 +192,7 @@ def camera_statuses(
                 last_error=scrub(data.get("last_error", "")),
                 width=_num(data, "width", int),
                 height=_num(data, "height", int),
-                url=scrub(data.get("url") or conf_url),
+                url=redact_url(data.get("url") or conf_url),
                 updated_at=iso(updated) if updated else None,
                 snapshot_url=f"/api/cameras/{quote(name, safe='')}/snapshot?t={updated:.0f}"
                 if data.get("snapshot")
