@@ -33,9 +33,9 @@ from monitor.analyze.motion import changed, thumbnail
 from monitor.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
 from monitor.clock import Clock, SystemClock
 from monitor.config import CameraConfig, LoadedConfig
-from monitor.config_watch import ConfigWatcher
+from monitor.config.reload import plan_reload
+from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
-from monitor.reload import plan_reload
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.status import StatusReporter
 from monitor.store.disk import DiskGuard

@@ -311,3 +311,10 @@ def test_percent_encoded_and_at_sign_passwords_are_fine(
     cfg["cameras"]["yard"] = {"url": "rtsp://admin:p@ss@[fe80::1]:554/live?channel=1&subtype=0"}  # type: ignore[index]
     code, out = check(write_config(cfg), capsys)
     assert code == 0, out
+
+
+def test_a_refused_speaker_url_is_reported_without_its_password(write_config: Callable[..., Path]) -> None:
+    path = write_config({"cameras": {}, "speakers": {"porch": {"kind": "http", "url": "ftp://root:hunter22@10.0.0.6"}}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "speakers.porch" in str(err.value) and "hunter22" not in str(err.value)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config.retention import RetentionConfig
 from monitor.store.disk import DiskFull, DiskGuard, is_disk_full, write_atomically
-from monitor.store.retention import RetentionConfig
 from tests.support.filesystems import fill, small_tmpfs
 
 

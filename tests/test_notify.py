@@ -23,7 +23,7 @@ from monitor.actions.notify import DELIVERY_HEADER as DELIVERY_HDR
 from monitor.actions.notify import SIGNATURE_HEADER as SIGNATURE_HDR
 from monitor.actions.notify import TIMESTAMP_HEADER as TIMESTAMP_HDR
 from monitor.actions.notify import Notifier
-from monitor.actions.notify_config import NotifierConfig
+from monitor.config.notify import NotifierConfig
 from monitor.incident import Incident, iso
 from tests.support.processes import free_port
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import load_config
-from monitor.reload import plan_reload
+from monitor.config.reload import plan_reload
 
 
 def test_plan_separates_input_changes_from_in_place_updates(root: Path, write_config: Callable[..., Path]) -> None:

@@ -12,13 +12,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from monitor.config.retention import RetentionConfig
 from monitor.incident import Incident, new_incident_id
 from monitor.store.embedded import EmbeddedRedis
 from monitor.store.incidents import IncidentStore
 from monitor.store.retention import (
     DAY_S,
     MediaRecord,
-    RetentionConfig,
     RetentionWorker,
     apply_retention,
     plan_retention,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from monitor.config.yamlmarks import load_with_marks
 from monitor.rules.models import (
     AnnouncementPolicyConfig,
     GroupingConfig,
@@ -21,7 +22,6 @@ from monitor.rules.models import (
 from monitor.rules.schedule import QuietHours
 from monitor.rules.staffing import StaffingState
 from monitor.types import Detections
-from monitor.yamlmarks import load_with_marks
 
 STAFFING_YAML = """
 kind: checkpoint_staffing

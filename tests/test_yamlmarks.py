@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.yamlmarks import Mark, YamlSyntaxError, load_with_marks, nearest_mark
+from monitor.config.yamlmarks import Mark, YamlSyntaxError, load_with_marks, nearest_mark
 
 
 def test_times_stay_text_and_numbers_stay_numbers() -> None:

@@ -32,7 +32,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from monitor.actions.notify_config import DingTalkConfig, NotifierConfig, NotifyEvent, WebhookConfig, WeComConfig
+from monitor.config.notify import DingTalkConfig, NotifierConfig, NotifyEvent, WebhookConfig, WeComConfig
 from monitor.incident import Incident
 
 log = logging.getLogger(__name__)

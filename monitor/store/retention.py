@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field
 
+from monitor.config.retention import RetentionConfig
 from monitor.incident import iso
 from monitor.store.incidents import IncidentStore
 
@@ -31,29 +31,6 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 MEDIA_FIELDS = ("clip", "snapshot")
-
-
-class RetentionConfig(BaseModel):
-    """How long incident media is kept and how much disk it may use (no limit set = keep everything)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    retention_days: float | None = Field(
-        None, gt=0, description="Delete clips and snapshots of incidents opened more than this many days ago."
-    )
-    max_media_bytes: int | None = Field(
-        None, ge=0, description="Disk budget for all incident clips and snapshots; the oldest go first beyond it."
-    )
-    interval_s: float = Field(3600.0, gt=0, description="Seconds between two retention passes.")
-    min_free_mb: float = Field(
-        500.0,
-        ge=0,
-        description=(
-            "Free space (MB) to keep on the data directory's disk: below it the engine stops writing clips, "
-            "snapshots and live pictures (incidents are still recorded, with clip_error: disk_full) until "
-            "there is room again. 0 turns the guard off."
-        ),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from monitor.config import ConfigError, LoadedConfig
-from monitor.config_edit import set_zone, zone_snippet
-from monitor.config_watch import ConfigWatcher
+from monitor.config.edit import set_zone, zone_snippet
+from monitor.config.watch import ConfigWatcher
 from monitor.store.incidents import IncidentStore, camera_key
 from monitor.web import views
 from monitor.web.auth import User, admin_write, operator_write, viewer

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import LoadedConfig
-from monitor.config_watch import ConfigWatcher
+from monitor.config.watch import ConfigWatcher
 from monitor.web import account, api, pages
 from monitor.web.auth import Auth
 from monitor.web.exports import ExportJobs

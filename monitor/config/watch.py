@@ -41,8 +41,11 @@ class ConfigWatcher:
             try:
                 new = load_config(self.current.path)
                 problems = check_files(new, decode=False)
-                if problems:
-                    raise ConfigError(problems)
+                fatal = [p for p in problems if p.path[:1] != ("cameras",)]
+                if fatal:
+                    raise ConfigError(fatal)
+                for problem in problems:  # one bad camera goes offline with its error; the others are applied
+                    log.error("%s", problem)
             except ConfigError as exc:
                 log.error("%s changed but is invalid; still running the previous config:\n%s", self.current.path, exc)
                 return None
