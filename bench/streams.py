@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from detectors import create_detector
-from monitor.camera import CameraRuntime, make_workers
 from monitor.config import Config, LoadedConfig
 from monitor.engine import Engine
+from monitor.runtime.camera import CameraRuntime, make_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "tests" / "support" / "rtsp_loop_server.py"

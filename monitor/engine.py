@@ -30,14 +30,14 @@ from monitor.actions.dispatcher import (
 from monitor.actions.notify import Notifier
 from monitor.analyze.filters import count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
-from monitor.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
 from monitor.clock import Clock, SystemClock
 from monitor.config import CameraConfig, LoadedConfig
 from monitor.config.reload import plan_reload
 from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
-from monitor.status import StatusReporter
+from monitor.runtime.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
+from monitor.runtime.status import StatusReporter
 from monitor.store.disk import DiskGuard
 from monitor.store.embedded import EmbeddedRedis
 from monitor.store.incidents import IncidentStore

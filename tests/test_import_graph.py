@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitor.config",),
     ("monitor.store",),
     ("monitor.actions",),
-    ("monitor.camera", "monitor.status"),
+    ("monitor.runtime",),
     ("monitor.web",),
     ("monitor.engine", "monitor.evaluate", "monitor.cli", "monitor.__main__", "monitor"),
 )

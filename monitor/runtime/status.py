@@ -16,8 +16,8 @@ from pathlib import Path
 import redis
 
 from monitor.actions.snapshot import annotate, write_jpeg
-from monitor.camera import CameraRuntime
 from monitor.ingest.worker import WorkerStatus
+from monitor.runtime.camera import CameraRuntime
 from monitor.store.incidents import IncidentStore
 from speakers.health import HealthMonitor
 
