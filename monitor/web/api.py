@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from monitor.config import ConfigError, LoadedConfig
 from monitor.config.edit import set_zone, zone_snippet
 from monitor.config.watch import ConfigWatcher
+from monitor.incident import Incident
 from monitor.store.incidents import IncidentStore, camera_key
 from monitor.web import views
 from monitor.web.auth import User, admin_write, operator_write, viewer
@@ -61,11 +62,11 @@ def _config(request: Request) -> LoadedConfig | None:
     return watcher.current
 
 
-def _record(request: Request, incident_id: str) -> dict[str, Any]:
-    rec = IncidentStore(_redis(request)).get(incident_id)
-    if rec is None:
+def _incident(request: Request, incident_id: str) -> Incident:
+    incident = IncidentStore(_redis(request)).incident(incident_id)
+    if incident is None:
         raise HTTPException(404, "no such incident")
-    return rec
+    return incident
 
 
 def _media_file(request: Request, stored: Any) -> Path:
@@ -166,15 +167,17 @@ def _timestamp(value: datetime | None) -> float | None:
 @router.get("/incidents/{incident_id}", responses=ERRORS)
 def get_incident(request: Request, incident_id: IncidentId, _: Viewer) -> views.IncidentDetail:
     """Everything about one incident: media links, announcements, timeline, audit trail."""
-    return views.detail(_record(request, incident_id))
+    return views.detail(_incident(request, incident_id))
 
 
-def _incident_media(request: Request, incident_id: str, key: str, media_type: str) -> FileResponse:
+def _incident_media(
+    request: Request, incident_id: str, key: Literal["clip", "snapshot"], media_type: str
+) -> FileResponse:
     """One of the incident's files, found through its record (never a path from the request)."""
-    rec = _record(request, incident_id)
-    if rec.get("media_expired"):
+    incident = _incident(request, incident_id)
+    if incident.extra.get("media_expired"):
         raise HTTPException(404, "file no longer available (expired or deleted)")
-    path = _media_file(request, rec.get(key))
+    path = _media_file(request, incident.clip if key == "clip" else incident.snapshot)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
 
@@ -214,10 +217,10 @@ def _export_status(request: Request, incident_id: str) -> ExportStatus:
 @router.post("/incidents/{incident_id}/export", responses=ERRORS, status_code=202)
 def start_export(request: Request, incident_id: IncidentId, user: Operator) -> ExportStatus:
     """Make a copy of the clip with people's heads blurred, for sharing outside the center."""
-    rec = _record(request, incident_id)
-    if rec.get("media_expired"):
+    incident = _incident(request, incident_id)
+    if incident.extra.get("media_expired"):
         raise HTTPException(404, "file no longer available (expired or deleted)")
-    clip = _media_file(request, rec.get("clip"))
+    clip = _media_file(request, incident.clip)
     _exports(request).start(incident_id, clip)
     log.info("user %s exported incident %s (blurred)", user.name, incident_id)
     return _export_status(request, incident_id)
@@ -226,14 +229,14 @@ def start_export(request: Request, incident_id: IncidentId, user: Operator) -> E
 @router.get("/incidents/{incident_id}/export", responses=ERRORS)
 def export_status(request: Request, incident_id: IncidentId, _: Viewer) -> ExportStatus:
     """Whether the blurred export is being made, ready or failed."""
-    _record(request, incident_id)
+    _incident(request, incident_id)
     return _export_status(request, incident_id)
 
 
 @router.get("/incidents/{incident_id}/export.mp4", responses=ERRORS, response_class=FileResponse)
 def download_export(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
     """The blurred MP4, as a download."""
-    _record(request, incident_id)
+    _incident(request, incident_id)
     path = _exports(request).path(incident_id)
     if not path.is_file():
         raise HTTPException(404, "no export yet: POST .../export first")
@@ -260,7 +263,7 @@ def _act(request: Request, incident_id: str, user: User, action: str, note: str 
     except KeyError:
         raise HTTPException(404, "no such incident") from None
     log.info("%s: %s on incident %s", user.name, action, incident_id)
-    return views.detail(_record(request, incident_id))
+    return views.detail(_incident(request, incident_id))
 
 
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -73,8 +73,8 @@ async def event_stream(
             for raw_id, raw_fields in messages:
                 last = views.text(raw_id)
                 fields = {views.text(k): views.text(v) for k, v in raw_fields.items()}
-                rec = await run(store.get, fields.get("id", "")) if fields.get("id") else None
-                data = {**fields, "incident": views.summary(rec).model_dump() if rec else None}
+                incident = await run(store.incident, fields.get("id", "")) if fields.get("id") else None
+                data = {**fields, "incident": views.summary(incident).model_dump() if incident else None}
                 last_sent = time.monotonic()
                 yield _sse("incident", data, last)
         if time.monotonic() >= next_camera:

@@ -150,10 +150,10 @@ class RedisCollector(Collector):
         by_state: Tally[tuple[str, str]] = Tally()
         anns: Tally[tuple[str, str]] = Tally()
         ids = [views.text(i) for i in self.r.zrange(INDEX, 0, -1)]
-        for rec in views.records(self.r, ids):
-            by_state[(str(rec.get("kind", "")), str(rec.get("status", "")))] += 1
-            for a in rec.get("announcements") or []:
-                anns[(str(a.get("speaker", "")), "ok" if a.get("ok") else "failed")] += 1
+        for incident in views.incidents(self.r, ids):
+            by_state[(incident.kind, incident.status)] += 1
+            for a in incident.announcements:
+                anns[(a.speaker, "ok" if a.ok else "failed")] += 1
         incidents = GaugeMetricFamily(
             "vm_incidents", "Incidents in the store by type and status.", labels=["kind", "status"]
         )

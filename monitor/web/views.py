@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import redis
 from pydantic import BaseModel, Field
 
 from monitor.config import LoadedConfig
-from monitor.incident import iso
+from monitor.incident import Incident, iso
 from monitor.redact import redact_url, scrub, scrub_any
 from monitor.store.incidents import CAMERAS, INDEX, IncidentStore, camera_key
 
@@ -151,9 +151,9 @@ def camera_names(client: redis.Redis, config: LoadedConfig | None) -> list[str]:
 def open_counts(client: redis.Redis) -> dict[str, int]:
     """Open (not yet closed, not dismissed) incidents per camera among the recent ones."""
     counts: dict[str, int] = {}
-    for rec in records(client, [text(i) for i in client.zrevrange(INDEX, 0, RECENT_FOR_OPEN - 1)]):
-        if rec.get("status") == "open":
-            counts[rec["camera"]] = counts.get(rec["camera"], 0) + 1
+    for incident in incidents(client, [text(i) for i in client.zrevrange(INDEX, 0, RECENT_FOR_OPEN - 1)]):
+        if incident.status == "open":
+            counts[incident.camera] = counts.get(incident.camera, 0) + 1
     return counts
 
 
@@ -213,57 +213,57 @@ def camera_detail(client: redis.Redis, config: LoadedConfig | None, name: str) -
     return CameraDetail(**status.model_dump(), zone_shapes=shapes)
 
 
-def records(client: redis.Redis, ids: list[str]) -> Iterator[dict[str, Any]]:
-    """Incident records for ids, fetched in chunks (missing ones skipped)."""
-    return IncidentStore(client).records(ids, SCAN_CHUNK)
+def incidents(client: redis.Redis, ids: list[str]) -> Iterator[Incident]:
+    """Incidents for ids, fetched in chunks (missing ones skipped)."""
+    for record in IncidentStore(client).records(ids, SCAN_CHUNK):
+        yield Incident.from_record(record)
 
 
-def _media_url(rec: dict[str, Any], kind: str) -> str | None:
-    return f"/api/incidents/{rec['id']}/{kind}" if rec.get(kind) and not rec.get("media_expired") else None
+def _media_url(incident: Incident, kind: Literal["clip", "snapshot"]) -> str | None:
+    present = incident.clip if kind == "clip" else incident.snapshot
+    return f"/api/incidents/{incident.id}/{kind}" if present and not incident.extra.get("media_expired") else None
 
 
-def summary(rec: dict[str, Any]) -> IncidentSummary:
-    """The list row of a record."""
-    anns = rec.get("announcements") or []
-    opened, closed = rec.get("opened_ts"), rec.get("closed_ts")
-    clip, snap = _media_url(rec, "clip"), _media_url(rec, "snapshot")
+def summary(incident: Incident) -> IncidentSummary:
+    """The list row of an incident."""
+    anns = incident.announcements
+    opened, closed = incident.opened_ts, incident.closed_ts
+    clip, snap = _media_url(incident, "clip"), _media_url(incident, "snapshot")
     return IncidentSummary(
-        id=rec["id"],
-        kind=rec.get("kind", ""),
-        rule=scrub(rec.get("rule", "")),
-        camera=rec.get("camera", ""),
-        zone=rec.get("zone"),
-        status=rec.get("status", "open"),
-        opened_at=rec.get("opened_at"),
-        closed_at=rec.get("closed_at"),
-        duration_s=round(closed - opened, 1) if opened is not None and closed is not None else None,
-        peak_count=int(rec.get("peak_count") or 0),
+        id=incident.id,
+        kind=incident.kind,
+        rule=scrub(incident.rule),
+        camera=incident.camera,
+        zone=incident.zone,
+        status=incident.status,
+        opened_at=incident.opened_at,
+        closed_at=incident.closed_at,
+        duration_s=round(closed - opened, 1) if closed is not None else None,
+        peak_count=incident.peak_count,
         has_clip=clip is not None,
         has_snapshot=snap is not None,
-        media_expired=bool(rec.get("media_expired")),
+        media_expired=bool(incident.extra.get("media_expired")),
         clip_url=clip,
         snapshot_url=snap,
-        announcements_ok=sum(1 for a in anns if a.get("ok")),
-        announcements_failed=sum(1 for a in anns if not a.get("ok")),
+        announcements_ok=sum(1 for a in anns if a.ok),
+        announcements_failed=sum(1 for a in anns if not a.ok),
     )
 
 
-def detail(rec: dict[str, Any]) -> IncidentDetail:
-    """The review page's view of a record, with a merged timeline."""
+def detail(incident: Incident) -> IncidentDetail:
+    """The review page's view of an incident, with a merged timeline (engine events, playbacks, staff actions)."""
     anns = [
         Announcement(
-            speaker=str(a.get("speaker", "")),
-            started_at=a.get("started_at"),
-            ended_at=a.get("ended_at"),
-            ok=bool(a.get("ok")),
-            error=scrub(a["error"]) if a.get("error") else None,
+            speaker=a.speaker, started_at=a.started_at, ended_at=a.ended_at, ok=a.ok,
+            error=scrub(a.error) if a.error else None,
         )
-        for a in rec.get("announcements") or []
-    ]
+        for a in incident.announcements
+    ]  # fmt: skip
     audit = [
-        AuditEntry(user=a["user"], action=a["action"], at=a["at"], note=a.get("note")) for a in rec.get("audit") or []
+        AuditEntry(user=a["user"], action=a["action"], at=a["at"], note=a.get("note"))
+        for a in incident.extra.get("audit") or []
     ]
-    timeline = [TimelineEntry(at=rec["opened_at"], what=f"opened ({rec.get('peak_count', 0)} people)")]
+    timeline = [TimelineEntry(at=incident.opened_at or "", what=f"opened ({incident.peak_count} people)")]
     timeline += [
         TimelineEntry(
             at=a.started_at, what=f"announcement on {a.speaker}" + (f": {a.error}" if a.error else ""), ok=a.ok
@@ -271,19 +271,28 @@ def detail(rec: dict[str, Any]) -> IncidentDetail:
         for a in anns
         if a.started_at
     ]
-    if rec.get("closed_at"):
-        timeline.append(TimelineEntry(at=rec["closed_at"], what=f"closed (peak {rec.get('peak_count', 0)})"))
+    timeline += [  # announcement decisions (also why nothing played), escalation, resumption after a restart
+        TimelineEntry(at=str(t.get("at") or ""), what=_timeline_text(t))
+        for t in incident.timeline
+    ]  # fmt: skip
+    if incident.closed_at:
+        timeline.append(TimelineEntry(at=incident.closed_at, what=f"closed (peak {incident.peak_count})"))
     timeline += [
         TimelineEntry(at=a.at, what=f"{a.action} by {a.user}" + (f": {a.note}" if a.note else "")) for a in audit
     ]
     timeline.sort(key=lambda t: _sort_key(t.at))
     return IncidentDetail(
-        **summary(rec).model_dump(),
+        **summary(incident).model_dump(),
         announcements=anns,
         audit=audit,
         timeline=timeline,
-        details=scrub_any(rec.get("details") or {}),
+        details=scrub_any(dict(incident.details)),
     )
+
+
+def _timeline_text(entry: Mapping[str, Any]) -> str:
+    """An engine timeline entry as one line: what happened and why."""
+    return scrub(" — ".join(str(entry[k]) for k in ("event", "reason") if k in entry))
 
 
 def _sort_key(at: str) -> float:
@@ -316,15 +325,15 @@ def find_incidents(
         if not ids:
             break
         start += len(ids)
-        for rec in records(client, ids):
-            if (camera and rec.get("camera") != camera) or (kind and rec.get("kind") != kind):
+        for incident in incidents(client, ids):
+            if (camera and incident.camera != camera) or (kind and incident.kind != kind):
                 continue
-            if status and rec.get("status", "open") != status:
+            if status and incident.status != status:
                 continue
             if skipped < offset:
                 skipped += 1
             elif len(items) < limit:
-                items.append(summary(rec))
+                items.append(summary(incident))
             else:
                 more = True
                 break
