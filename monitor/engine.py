@@ -24,6 +24,7 @@ from monitor.actions.dispatcher import (
     Dispatcher,
     Evidence,
     Finish,
+    MediaLost,
     RuleOutput,
     Speech,
 )
@@ -325,6 +326,8 @@ class Engine:
             else:
                 runtime.resume(incident.opened_ts, incident.peak_count, _last_announced(incident))
                 self.dispatcher.submit(Adopt(incident, f"resumed after a restart (engine down {down_s:.0f} s)"))
+            if incident.kind != "camera_offline" and incident.clip is None and "clip_error" not in incident.details:
+                self.dispatcher.submit(MediaLost(incident.id, "the engine stopped before its clip was written"))
             log.warning("INCIDENT %s (%s on %s) left open by the previous run: %s", incident.id, incident.kind,
                         incident.camera, "resumed" if runtime is not None and (incident.kind == "camera_offline"
                                                                               or down_s <= RESUME_WITHIN_S)

@@ -141,7 +141,8 @@ def test_a_crash_with_an_open_incident_is_resumed_after_the_restart_not_duplicat
     assert record["details"]["closed_by"] == "engine_stop" and record["closed_at"] is not None
     assert any("resumed after a restart" in entry["event"] for entry in record["timeline"])
     assert "left open by the previous run: resumed" in log.read_text(errors="replace")
-    assert not list((data / "clips").glob("*.part")), "the half-written clip was removed"
+    assert record["clip"] is None and "stopped before its clip" in record["details"]["clip_error"]
+    assert not list((data / "clips").glob("*.part")), "no half-written clip left"
     assert processes_mentioning(str(data / "redis")) == []
 
 

@@ -109,6 +109,14 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaLost:
+    """Say on an incident why it has no clip (e.g. the engine stopped before or while writing it)."""
+
+    incident_id: str
+    clip_error: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Played:
     incident_id: str
     result: PlaybackResult
@@ -120,7 +128,7 @@ class _Clipped:
     result: ClipResult
 
 
-Message = RuleOutput | CloseRule | Adopt | Finish | _Played | _Clipped
+Message = RuleOutput | CloseRule | Adopt | Finish | MediaLost | _Played | _Clipped
 
 
 @dataclass
@@ -224,6 +232,8 @@ class Dispatcher:
         elif isinstance(message, Finish):
             self._track(message.incident)
             self._close(message.incident.id, message.ts, 0, message.closed_by, {"reason": message.reason})
+        elif isinstance(message, MediaLost):
+            self._change(message.incident_id, "media", details={"clip_error": message.clip_error})
         elif isinstance(message, _Played):
             self._played(message.incident_id, message.result)
         else:

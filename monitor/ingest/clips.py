@@ -46,17 +46,21 @@ def write_clip(path: Path, template: av.video.stream.VideoStream, packets: Seque
     tmp = path.with_name(path.name + ".part")
     base = packets[0].dts
     last_dts = -1
-    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream_from_template(template)
-        for item in packets:
-            dts = max(item.dts - base, last_dts + 1)  # muxers need strictly increasing dts
-            pkt = av.Packet(bytes(item.packet))
-            pkt.dts, pkt.pts = dts, max(item.pts - base, dts)
-            pkt.duration = item.duration
-            pkt.time_base = time_base
-            pkt.is_keyframe = item.keyframe
-            pkt.stream = stream
-            out.mux(pkt)
-            last_dts = dts
-    os.replace(tmp, path)
+    try:
+        with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream_from_template(template)
+            for item in packets:
+                dts = max(item.dts - base, last_dts + 1)  # muxers need strictly increasing dts
+                pkt = av.Packet(bytes(item.packet))
+                pkt.dts, pkt.pts = dts, max(item.pts - base, dts)
+                pkt.duration = item.duration
+                pkt.time_base = time_base
+                pkt.is_keyframe = item.keyframe
+                pkt.stream = stream
+                out.mux(pkt)
+                last_dts = dts
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (or anything else): never leave the partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return ClipResult(path, packets[0].ts, packets[-1].ts)
