@@ -52,7 +52,8 @@ def resolve_model_path(config: DetectorConfig, base_dir: Path | None = None) -> 
 def create_detector(config: DetectorConfig, base_dir: Path | None = None) -> Detector:
     """Build the detector described by ``config`` (exports if needed, loads and warms up the model).
 
-    A local ``.pt`` source runs on the backend ``config.backend`` resolves to (see ``detectors.select``);
+    A local ``.pt`` source runs on the backend and device ``config.backend`` resolves to (see ``detectors.select``:
+    TensorRT or torch on a CUDA GPU, else OpenVINO/ONNX Runtime on the CPU);
     other model files and Triton URLs run through Ultralytics. ``config.tiles`` wraps either in tiling.
     """
     source = resolve_model_path(config, base_dir)
@@ -69,8 +70,10 @@ def _create_untiled(config: DetectorConfig, source: str | Path) -> Detector:
         if config.backend not in ("auto", "torch"):
             raise DetectorError(f"backend {config.backend!r} needs a .pt source model (it exports it), got {source}")
         return UltralyticsDetector(config, source)
-    choice = choose_backend(config.backend)
+    choice = choose_backend(config.backend, device=config.device, precision=config.precision)
     log.info("detector backend %s (%s)", choice.backend, choice.reason)
+    if choice.device is not None and config.device is None:
+        config = config.model_copy(update={"device": choice.device})  # e.g. cuda:0 for torch on a CUDA GPU
     if choice.backend == "torch":
         return UltralyticsDetector(config, source)
     from detectors.backends import build_backend  # deferred: imports the runtime (onnxruntime/openvino)

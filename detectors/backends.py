@@ -15,9 +15,10 @@ from detectors.yolo import UltralyticsDetector
 def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -> Detector:
     """The detector for ``source`` on ``choice.backend`` ("onnxruntime", "openvino" or "tensorrt")."""
     if choice.backend == "tensorrt":
-        # Dynamic profile up to imgsz x max_batch (rect inputs, no square padding); fp16 on the GPU.
+        # Dynamic profile up to imgsz x max_batch (rect inputs, no square padding); fp16 unless precision fp32.
         # Ultralytics runs the engine with its own letterbox and NMS (GPU time dominates there, not wrappers).
-        settings = ExportSettings("engine", dynamic=True, imgsz=config.imgsz, half=True, batch=config.max_batch)
+        half = config.precision != "fp32"
+        settings = ExportSettings("engine", dynamic=True, imgsz=config.imgsz, half=half, batch=config.max_batch)
         exported = ensure_export(source, settings)
         return UltralyticsDetector(config, exported.path)
     if choice.backend not in ("onnxruntime", "openvino"):

@@ -46,6 +46,7 @@ class UltralyticsDetector:
             self._model: Any = YOLO(self._source, task=config.task)
         except Exception as exc:  # Ultralytics raises many types for unreadable/unsupported models
             raise DetectorError(f"cannot load model {model_path}: {exc}") from exc
+        self._half = use_half(config, on_cuda(config.device), not remote and Path(model_path).suffix == ".pt")
         started = time.perf_counter()
         self._predict([np.zeros((config.imgsz, config.imgsz, 3), np.uint8)])
         log.info(
@@ -67,7 +68,8 @@ class UltralyticsDetector:
         c = self._config
         return (
             f"UltralyticsDetector({self._source}, task={self._model.task}, imgsz={c.imgsz}, conf={c.confidence}, "
-            f"iou={c.iou}, device={c.device or 'auto'}, max_batch={c.max_batch})"
+            f"iou={c.iou}, device={c.device or 'auto'}, precision={'fp16' if self._half else 'fp32'}, "
+            f"max_batch={c.max_batch})"
         )
 
     def detect(self, images: Sequence[NDArray[np.uint8]]) -> list[Detections]:
@@ -99,12 +101,35 @@ class UltralyticsDetector:
             "conf": c.confidence,
             "iou": c.iou,
             "classes": [PERSON_CLASS],
+            "half": self._half,
             "verbose": False,
         }
         if c.device is not None:
             kwargs["device"] = c.device
         results = self._model.predict(batch, **kwargs)
         return [_to_detections(r) for r in results]
+
+
+def on_cuda(device: str | None) -> bool:
+    """Whether Ultralytics will run on a CUDA device for this ``device`` setting (None: it picks cuda:0 if any)."""
+    import torch  # already imported by ultralytics
+
+    if not torch.cuda.is_available():
+        return False
+    return device is None or device.strip().lower().split(":")[0] not in ("cpu", "mps")
+
+
+def use_half(config: DetectorConfig, cuda: bool, torch_model: bool) -> bool:
+    """fp16 or not: ``precision`` auto = fp16 for a torch (.pt) model on CUDA; fp16 without CUDA is an error.
+
+    Exported files (.onnx, .engine, OpenVINO) carry their own precision, which Ultralytics reads from the
+    file, so ``auto`` leaves them alone; an explicit ``fp16`` is passed on as ``half=True``.
+    """
+    if config.precision == "fp16":
+        if not cuda:
+            raise DetectorError(f"precision 'fp16' needs a CUDA device; device {config.device or 'auto'} is the CPU")
+        return True
+    return config.precision == "auto" and cuda and torch_model
 
 
 def _to_detections(result: Any) -> Detections:
