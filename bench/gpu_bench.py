@@ -150,6 +150,29 @@ def cuda_ok() -> bool:
         return False
 
 
+def start_all(
+    target: Callable[[int], None], ready: list[threading.Event], limit_s: float
+) -> tuple[list[threading.Thread], float]:
+    """Start one daemon thread per event (``target(i)`` sets ``ready[i]``); wait up to ``limit_s`` for all of them.
+
+    Returns the threads and the seconds it took until every one was ready (or the limit passed).
+    """
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(len(ready))]
+    for thread in threads:
+        thread.start()
+    for event in ready:
+        event.wait(timeout=max(0.1, limit_s - (time.monotonic() - t0)))
+    return threads, time.monotonic() - t0
+
+
+def join_all(threads: list[threading.Thread], limit_s: float) -> None:
+    """Join the threads, all within ``limit_s`` together."""
+    until = time.monotonic() + limit_s
+    for thread in threads:
+        thread.join(timeout=max(0.0, until - time.monotonic()))
+
+
 def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -515,13 +538,7 @@ def decode_trial(path: Path, mode: str, streams: int, window_s: float) -> dict[s
         finally:
             started[i].set()
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(streams)]
-    t_open = time.monotonic()
-    for t in threads:
-        t.start()
-    for e in started:
-        e.wait(timeout=max(0.1, 30 - (time.monotonic() - t_open)))
-    open_s = time.monotonic() - t_open
+    threads, open_s = start_all(worker, started, limit_s=30)
     time.sleep(0.3)
     c0, n0, w0 = cpu_seconds(), sum(counts), time.perf_counter()
     time.sleep(window_s / 2)
@@ -529,9 +546,7 @@ def decode_trial(path: Path, mode: str, streams: int, window_s: float) -> dict[s
     time.sleep(window_s / 2)
     n1, wall, cpu = sum(counts), time.perf_counter() - w0, cpu_seconds() - c0
     stop.set()
-    join_until = time.monotonic() + 10
-    for t in threads:
-        t.join(timeout=max(0.0, join_until - time.monotonic()))
+    join_all(threads, 10)
     fps = (n1 - n0) / wall
     row = {
         "file": path.name,
@@ -629,13 +644,7 @@ def peer_trial(source: Path, k: int, window_s: float, settle_s: float, warm: Any
         finally:
             ready[i].set()
 
-    threads = [threading.Thread(target=camera, args=(i,), daemon=True) for i in range(k)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for e in ready:
-        e.wait(timeout=max(0.1, 60 - (time.monotonic() - t0)))
-    start_s = time.monotonic() - t0
+    threads, start_s = start_all(camera, ready, limit_s=60)
     time.sleep(settle_s)
     c0, w0 = cpu_seconds(), time.perf_counter()
     time.sleep(window_s / 2)
@@ -643,9 +652,7 @@ def peer_trial(source: Path, k: int, window_s: float, settle_s: float, warm: Any
     time.sleep(window_s / 2)
     w1, cpu = time.perf_counter(), cpu_seconds() - c0
     stop.set()
-    join_until = time.monotonic() + 15
-    for t in threads:
-        t.join(timeout=max(0.0, join_until - time.monotonic()))
+    join_all(threads, 15)
     per_cam = [sum(1 for s in st if w0 <= s < w1) / (w1 - w0) for st in stamps]
     total = sum(per_cam)
     row = {

@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.web import Site, publish_camera, seed_incident
+from monitor.engine import Engine
+from monitor.incident import Incident, new_incident_id
+from monitor.store.disk import DiskGuard
+from monitor.store.outbox import Outbox
+from tests.support.web import Site, make_media, publish_camera, running_site, seed_incident, write_config
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -224,3 +228,24 @@ def test_incident_made_by_the_engine_is_reviewed_acknowledged_and_exported(
     finally:
         server.stop()
         client.close()
+
+
+def test_the_dashboard_says_why_the_engine_is_degraded(
+    redis_url: str, tmp_path: Path, square_mp4: Path, browser: Any
+) -> None:
+    """A real engine's health (an undelivered change in its outbox, a disk under the guard) on the dashboard."""
+    media = make_media(square_mp4, tmp_path / "data")
+    config = write_config(tmp_path / "streams.yaml", tmp_path / "data")
+    engine = Engine(config)
+    engine.disk = DiskGuard(tmp_path, min_free_mb=10**9)  # no disk has that much free: media stop
+    engine.outbox = Outbox(tmp_path / "data" / "outbox.sqlite3")
+    new = Incident(new_incident_id(time.time()), "gathering", "g", "gate", None, time.time(), peak_count=5)
+    opened, change = new.opening()
+    engine.outbox.put(change, opened)  # not delivered: no delivery thread runs
+    with running_site(redis_url, config, media, engine_health=lambda: engine.health().to_json()) as site:
+        page = _login(browser, site, "oper", "oper-pass-1")
+        _until(page, "() => !document.querySelector('[data-testid=engine-health]').hidden")
+        banner = page.inner_text("[data-testid=engine-health]")
+        page.screenshot(path=str(tmp_path / "degraded.png"))
+    assert "DEGRADED" in banner and "1 条事件变更待写入" in banner and "disk_full" in banner, banner
+    engine.outbox.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,15 +151,21 @@ class Site:
 
 
 @contextmanager
-def running_site(redis_url: str, config: LoadedConfig, media: dict[str, Path]) -> Iterator[Site]:
-    """Users admin/oper/view, camera 'gate' live, and the web server on a free port."""
+def running_site(
+    redis_url: str,
+    config: LoadedConfig,
+    media: dict[str, Path],
+    engine_health: Callable[[], Mapping[str, object]] | None = None,
+) -> Iterator[Site]:
+    """Users admin/oper/view, camera 'gate' live, and the web server on a free port (``engine_health``: an
+    engine's own state, as ``monitor run`` serves it)."""
     client = redis.Redis.from_url(redis_url)
     auth = Auth(client)
     for name, role in ROLES.items():
         auth.add_user(name, role, PASSWORDS[name])
     publish_camera(client, "gate", media["live"])
     metrics = EngineMetrics()
-    server = WebServer(create_app(client, config, metrics=metrics), port=0).start()
+    server = WebServer(create_app(client, config, metrics=metrics, engine_health=engine_health), port=0).start()
     try:
         yield Site(server.url, client, config, media, metrics)
     finally:
