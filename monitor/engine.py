@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frame for this long = not receiving (the offline grace period then applies)
 HEALTH_INTERVAL_S = 0.5
-HEARTBEAT_S = 5.0
 RESUME_WITHIN_S = 120.0  # an incident left open by a crash is carried on if the engine was back within this
 REDIS_TIMEOUT_S = 2.0  # a frozen Redis costs the delivery thread this long per try, never the loop
 STOP_FLUSH_S = 5.0  # at shutdown, wait this long for the outbox to reach Redis (the rest waits for next start)
@@ -124,6 +123,7 @@ class Engine:
         """Open the outbox, reach for Redis (without waiting for it), recover, start speakers and cameras."""
         cfg = self.loaded.config
         self.outbox = Outbox(self.data_dir / "outbox.sqlite3")
+        last_alive = self.outbox.last_alive()  # before the delivery thread writes a new heartbeat
         self.store = IncidentStore(self._connect())
         self.delivery = Delivery(self.outbox, self.store.apply, self._store_failed).start()
         self.notifier = Notifier(cfg.notify) if cfg.notify else None
@@ -139,7 +139,7 @@ class Engine:
             on_played=self._played,
         )
         self._start_speakers()
-        self._recover()
+        self._recover(last_alive)
         self.dispatcher.start()
         self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
         self.retention.start()
@@ -277,7 +277,7 @@ class Engine:
             self.start()
         clock = self.clock
         deadline = None if duration_s is None else clock.monotonic() + duration_s
-        next_health = next_beat = clock.monotonic()
+        next_health = clock.monotonic()
         try:
             while not self.stop_event.is_set():
                 if deadline is not None and clock.monotonic() >= deadline:
@@ -289,14 +289,11 @@ class Engine:
                     self.tick_rules(clock.now())
                     self.reload_if_changed()
                     next_health += HEALTH_INTERVAL_S
-                if clock.monotonic() >= next_beat and self.outbox is not None:
-                    self.outbox.heartbeat(clock.now())  # a local WAL append: dates an unclean stop
-                    next_beat += HEARTBEAT_S
         finally:
             self.stop()
 
     # -- crash recovery --------------------------------------------------------------------------
-    def _recover(self) -> None:
+    def _recover(self, last_alive: float | None) -> None:
         """Resume the incidents a previous run left open when their situation may still hold, else close them.
 
         The outbox holds this engine's own copy of its open incidents (and any changes Redis never got), so
@@ -306,7 +303,6 @@ class Engine:
         """
         assert self.outbox is not None and self.dispatcher is not None
         now = self.clock.now()
-        last_alive = self.outbox.last_alive()
         runtimes: dict[str, RuleRuntime | OfflineRuntime] = {}
         for cam in self.cameras.values():
             for active in cam.rules:

@@ -278,7 +278,6 @@ class Dispatcher:
             details=details,
         ).opening()
         self._track(incident)
-        self._by_rule[out.rule_id] = incident.id
         self.outbox.put(change, incident)
         what = "camera offline" if out.kind == "camera_offline" else f"{transition.count} people"
         log.warning("INCIDENT %s opened: %s on %s, %s", incident.id, out.kind, out.camera, what)

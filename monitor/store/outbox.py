@@ -166,7 +166,8 @@ class Delivery:
     """A thread that delivers the outbox to the store, with backoff while the store fails.
 
     ``on_error`` is called once per failed attempt (the store-errors metric); ``flush`` at shutdown gives it a
-    bounded time to empty the queue, and what is left is delivered by the next start.
+    bounded time to empty the queue, and what is left is delivered by the next start. It also writes the
+    outbox's heartbeat every ``heartbeat_s`` (what dates an unclean stop for crash recovery).
     """
 
     def __init__(
@@ -175,8 +176,10 @@ class Delivery:
         apply: Callable[[IncidentChange], bool],
         on_error: Callable[[Exception], None] | None = None,
         max_backoff_s: float = 5.0,
+        heartbeat_s: float = 5.0,
     ) -> None:
         self.outbox = outbox
+        self.heartbeat_s = heartbeat_s
         self.apply = apply
         self.on_error = on_error
         self.max_backoff_s = max_backoff_s
@@ -191,7 +194,11 @@ class Delivery:
 
     def _run(self) -> None:
         backoff = 0.2
+        next_beat = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_beat:  # here, not on the detection loop: it is a synced disk write
+                self.outbox.heartbeat(time.time())
+                next_beat = time.monotonic() + self.heartbeat_s
             self.outbox.added.clear()
             try:
                 self.outbox.deliver(self._apply_one)
