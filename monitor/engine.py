@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 
 import redis
 
@@ -35,9 +34,9 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import CameraConfig, LoadedConfig
 from monitor.config.reload import plan_reload
 from monitor.config.watch import ConfigWatcher
-from monitor.incident import Incident
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.runtime.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
+from monitor.runtime.recovery import last_announced, plan_recovery
 from monitor.runtime.status import StatusReporter
 from monitor.store.disk import DiskGuard
 from monitor.store.embedded import EmbeddedRedis
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frame for this long = not receiving (the offline grace period then applies)
 HEALTH_INTERVAL_S = 0.5
-RESUME_WITHIN_S = 120.0  # an incident left open by a crash is carried on if the engine was back within this
 REDIS_TIMEOUT_S = 2.0  # a frozen Redis costs the delivery thread this long per try, never the loop
 STOP_FLUSH_S = 5.0  # at shutdown, wait this long for the outbox to reach Redis (the rest waits for next start)
 SPEAKERS_STOP_S = 10.0  # at shutdown, queued announcements get this long (then they are stopped and recorded)
@@ -294,40 +292,24 @@ class Engine:
 
     # -- crash recovery --------------------------------------------------------------------------
     def _recover(self, last_alive: float | None) -> None:
-        """Resume the incidents a previous run left open when their situation may still hold, else close them.
-
-        The outbox holds this engine's own copy of its open incidents (and any changes Redis never got), so
-        this works with Redis down. A camera_offline incident is always carried on: it closes when the camera
-        is back. Others are carried on if the engine was back within RESUME_WITHIN_S (their rule then closes
-        them as usual when the crowd is gone), else closed with ``closed_by: recovered``.
-        """
+        """Carry on or close what the previous run left open (see monitor/runtime/recovery.py)."""
         assert self.outbox is not None and self.dispatcher is not None
-        now = self.clock.now()
         runtimes: dict[str, RuleRuntime | OfflineRuntime] = {}
         for cam in self.cameras.values():
-            for active in cam.rules:
-                runtimes[active.config.rule_id] = active.runtime
+            runtimes.update({active.config.rule_id: active.runtime for active in cam.rules})
             if cam.offline is not None:
                 runtimes[cam.offline.rule_id] = cam.offline
-        for incident in self.outbox.open_incidents():
-            runtime = runtimes.get(incident.rule)
-            stopped_at = max(last_alive or incident.opened_ts, incident.opened_ts)
-            down_s = now - stopped_at
-            if runtime is None:
-                reason = "its rule or camera is no longer configured"
-                self.dispatcher.submit(Finish(incident, stopped_at, "recovered", reason))
-            elif incident.kind != "camera_offline" and down_s > RESUME_WITHIN_S:
-                reason = f"the engine stopped at {stopped_at:.0f} and was down {down_s:.0f} s: the situation is unknown"
-                self.dispatcher.submit(Finish(incident, stopped_at, "recovered", reason))
+        for step in plan_recovery(self.outbox.open_incidents(), runtimes, self.clock.now(), last_alive):
+            incident = step.incident
+            if step.action == "resume":
+                runtimes[incident.rule].resume(incident.opened_ts, incident.peak_count, last_announced(incident))
+                self.dispatcher.submit(Adopt(incident, step.reason))
             else:
-                runtime.resume(incident.opened_ts, incident.peak_count, _last_announced(incident))
-                self.dispatcher.submit(Adopt(incident, f"resumed after a restart (engine down {down_s:.0f} s)"))
-            if incident.kind != "camera_offline" and incident.clip is None and "clip_error" not in incident.details:
+                self.dispatcher.submit(Finish(incident, step.at, "recovered", step.reason))
+            if step.clip_lost:
                 self.dispatcher.submit(MediaLost(incident.id, "the engine stopped before its clip was written"))
-            log.warning("INCIDENT %s (%s on %s) left open by the previous run: %s", incident.id, incident.kind,
-                        incident.camera, "resumed" if runtime is not None and (incident.kind == "camera_offline"
-                                                                              or down_s <= RESUME_WITHIN_S)
-                        else "closed")  # fmt: skip
+            log.warning("INCIDENT %s (%s on %s) left open by the previous run: %s (%s)", incident.id, incident.kind,
+                        incident.camera, "resumed" if step.action == "resume" else "closed", step.reason)  # fmt: skip
         self._remove_partial_clips()
 
     def _remove_partial_clips(self) -> None:
@@ -509,18 +491,3 @@ class Engine:
 def _worth_dispatching(step: RuleStep) -> bool:
     """Only transitions and notable decisions leave the loop (most steps change nothing)."""
     return bool(step.transitions) or step.decision.notable
-
-
-def _last_announced(incident: Incident) -> float | None:
-    """When the incident was last announced (decided or played), for the policy's cooldown after a resume.
-
-    The decision is in the timeline before the speaker plays, so a crash during the playback still counts it.
-    """
-    played = ("announce", "repeat")
-    decided = [
-        str(entry["at"])
-        for entry in incident.timeline
-        if entry.get("event") == "announcement_decision" and str(entry.get("reason", "")).startswith(played)
-    ]
-    times = decided + [a.started_at for a in incident.announcements if a.started_at]
-    return max(datetime.fromisoformat(t).timestamp() for t in times) if times else None
