@@ -72,6 +72,7 @@ class Incident:
     zone: str | None
     opened_ts: float
     peak_count: int = 0
+    opened_count: int | None = None  # people (or staff) when it opened; the peak may grow later
     status: str = "open"
     closed_ts: float | None = None
     clip: str | None = None
@@ -114,6 +115,7 @@ class Incident:
             opened_ts=self.opened_ts,
             closed_ts=self.closed_ts,
             peak_count=self.peak_count,
+            opened_count=self.opened_count,
             clip=self.clip,
             snapshot=self.snapshot,
             announcements=[a.to_record() for a in self.announcements],
@@ -136,6 +138,7 @@ class Incident:
             zone=record.get("zone"),
             opened_ts=float(record["opened_ts"]),
             peak_count=int(record.get("peak_count", 0)),
+            opened_count=None if record.get("opened_count") is None else int(record["opened_count"]),
             status=str(record.get("status", "open")),
             closed_ts=None if record.get("closed_ts") is None else float(record["closed_ts"]),
             clip=record.get("clip"),

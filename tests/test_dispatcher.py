@@ -49,7 +49,7 @@ def test_a_trickling_speaker_is_cut_off_and_its_failure_is_on_the_incident(tmp_p
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     delivery = Delivery(outbox, store.apply).start()
     dispatcher = Dispatcher(outbox, tmp_path, SystemClock(), pre_roll_s=5, post_roll_s=5).start()
-    with TrickleServer(interval_s=2.0) as horn:
+    with TrickleServer(interval_s=1.0) as horn:  # a byte a second: the socket timeout (2 s) never fires
         dispatcher.announcer = announcer = Announcer({"porch": HttpSpeakerConfig(kind="http", url=horn.url,
                                                                                  timeout_s=2)})  # fmt: skip
         now = time.time()

@@ -275,6 +275,7 @@ class Dispatcher:
             zone=out.zone,
             opened_ts=opened,
             peak_count=transition.count,
+            opened_count=transition.count,
             details=details,
         ).opening()
         self._track(incident)
