@@ -158,11 +158,11 @@ def test_stop_event_interrupts_the_stream(vapix: FakeVapix) -> None:
 
 
 def test_trickling_speaker_is_cut_off_at_the_total_deadline() -> None:
-    """One byte every 2 s restarts a 3 s socket timeout forever; the deadline (3 s + 0.5 s audio + 1 s) does not.
+    """One byte a second restarts a 3 s socket timeout forever; the deadline (3 s + 0.5 s audio + 1 s) does not.
 
     A health check at the same time ends by its own deadline: min(timeout_s, 5 s), + 0.5 s for its own report.
     """
-    with TrickleServer(interval_s=2.0) as server:
+    with TrickleServer(interval_s=1.0) as server:
         speaker = http_speaker(server.url, timeout_s=3)
         checks: list[tuple[SpeakerHealth, float]] = []
         checker = threading.Thread(target=lambda: checks.append((speaker.health(), time.monotonic())))
@@ -172,12 +172,12 @@ def test_trickling_speaker_is_cut_off_at_the_total_deadline() -> None:
             DeadlineExceeded, match=r"'porch' \(http .*\): deadline of 4\.5 s exceeded \(0\.5 s of audio"
         ):
             speaker.play(tone(0.5), threading.Event())
-        assert 4.5 <= time.monotonic() - t0 < 5.2
+        assert 4.5 <= time.monotonic() - t0 < 5.8  # room for a loaded CI machine
         checker.join()
         [(health, checked)] = checks
         assert not health.ok and "deadline of 3.0 s exceeded (health check)" in (health.problem or "")
-        assert 3.5 <= checked - t0 < 4.2
-        while len(server.hangups) < 2 and time.monotonic() - t0 < 6.0:
+        assert 3.5 <= checked - t0 < 4.8
+        while len(server.hangups) < 2 and time.monotonic() - t0 < 7.0:
             time.sleep(0.02)
         assert len(server.accepted) == 2  # one connection each, no reconnect behind our back
-        assert len(server.hangups) == 2 and max(server.hangups) - t0 < 5.2  # both shut at their deadline
+        assert len(server.hangups) == 2 and max(server.hangups) - t0 < 5.8  # both shut at their deadline
