@@ -82,4 +82,5 @@ def test_reload_adds_changes_and_removes_cameras_without_pausing_the_untouched_o
     assert "zonez" in caplog.text and "did you mean 'zones'" in caplog.text, "the errors are logged"
     assert engine.loaded.config.cameras["a"].zones["z"].points[1] == (0.5, 0.0), "the running config stays"
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert len(gaps) > 10 and max(gaps) <= 1.0, f"camera a paused for {max(gaps):.2f} s (interval 0.5 s)"
+    # a restart would pause it for seconds (reopen, first keyframe); 3 intervals leave room for a loaded machine
+    assert len(gaps) > 10 and max(gaps) <= 1.5, f"camera a paused for {max(gaps):.2f} s (interval 0.5 s)"
