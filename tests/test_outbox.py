@@ -94,6 +94,27 @@ def test_changes_wait_in_memory_when_sqlite_cannot_write_and_keep_their_order(tm
     assert seen == [1, 2, 3, 4, 5]
 
 
+def test_changes_kept_in_memory_move_to_disk_once_it_takes_writes_again(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    change, incident = incident_story()[0]
+    outbox.put(change, incident)
+    (pages,) = outbox._db.execute("PRAGMA page_count").fetchone()
+    outbox._db.execute(f"PRAGMA max_page_count = {pages}")
+    incident, change = incident.change("timeline", entry={"at": "1", "event": "x" * 20_000})
+    outbox.put(change, incident)
+    assert outbox.problem is not None
+    outbox._db.execute("PRAGMA max_page_count = 1073741823")  # room again
+    incident, change = incident.change("peak", peak=9)
+    outbox.put(change, incident)
+    assert outbox.problem is None
+    outbox.close()
+    again = Outbox(path)  # all three survived a restart, in order
+    seen: list[int] = []
+    again.deliver(lambda change: seen.append(change.seq) or True)
+    assert seen == [1, 2, 3] and again.open_incidents()[0].peak_count == 9
+
+
 def test_delivery_waits_out_a_killed_redis_and_counts_the_errors(tmp_path: Path, redis_process: RedisProcess) -> None:
     store = IncidentStore(redis.Redis.from_url(redis_process.url, socket_timeout=1, socket_connect_timeout=1))
     outbox = Outbox(tmp_path / "outbox.sqlite3")

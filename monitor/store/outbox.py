@@ -6,7 +6,8 @@ Besides the queue it keeps this engine's copy of its incidents that are still op
 recovery resumes or closes at the next start, and a heartbeat that dates an unclean stop.
 
 If the disk is full and SQLite cannot write, changes wait in memory (in order, after those on disk) and the
-outbox says so in ``problem``; nothing is dropped while the process lives.
+outbox says so in ``problem``; nothing is dropped while the process lives, and they move to disk as soon as it
+takes writes again.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Outbox:
     def put(self, change: IncidentChange, incident: Incident) -> None:
         """Queue ``change`` and keep ``incident`` (the state after it) as this engine's copy while it is open."""
         with self._lock:
-            if not self._memory:
+            if not self._memory or self._spill():
                 try:
                     self._write(change, incident)
                     self.added.set()
@@ -68,14 +69,37 @@ class Outbox:
             self._open_in_memory[incident.id] = incident if incident.is_open else None
         self.added.set()
 
+    def _spill(self) -> bool:
+        """Move the changes that waited in memory to disk, in order, once it takes them (caller holds the lock)."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for change in self._memory:
+                    self._insert(change)
+                for incident_id, incident in self._open_in_memory.items():
+                    if incident is None:
+                        self._db.execute("DELETE FROM open_incidents WHERE id = ?", (incident_id,))
+                    else:
+                        self._keep(incident)
+        except sqlite3.Error:
+            return False
+        log.info("outbox writable again: %d change(s) moved from memory to disk", len(self._memory))
+        self._memory.clear()
+        self._open_in_memory.clear()
+        self.problem = None
+        return True
+
     def _write(self, change: IncidentChange, incident: Incident) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT OR IGNORE INTO changes (incident_id, seq, body) VALUES (?, ?, ?)",
-                (change.incident_id, change.seq, json.dumps(change.to_json(), ensure_ascii=False)),
-            )
+            self._insert(change)
             self._keep(incident)
+
+    def _insert(self, change: IncidentChange) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO changes (incident_id, seq, body) VALUES (?, ?, ?)",
+            (change.incident_id, change.seq, json.dumps(change.to_json(), ensure_ascii=False)),
+        )
 
     def _keep(self, incident: Incident) -> None:
         if incident.is_open:
@@ -120,21 +144,9 @@ class Outbox:
             delivered += 1
 
     def _flush_open_copies(self) -> None:
-        """Memory drained: write the open-incident copies that could not be written, if the disk takes them now."""
-        if not self._open_in_memory:
-            return
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                for incident_id, incident in self._open_in_memory.items():
-                    if incident is None:
-                        self._db.execute("DELETE FROM open_incidents WHERE id = ?", (incident_id,))
-                    else:
-                        self._keep(incident)
-            self._open_in_memory.clear()
-            self.problem = None
-        except sqlite3.Error as exc:
-            self.problem = f"outbox not writable ({exc})"
+        """Memory drained by delivery: write the open-incident copies kept in memory, if the disk takes them."""
+        if self._open_in_memory:
+            self._spill()
 
     def open_incidents(self) -> list[Incident]:
         """This engine's incidents that were open when it last wrote them (for recovery)."""
