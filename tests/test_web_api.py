@@ -42,7 +42,7 @@ def site(redis_url: str, tmp_path: Path, media: dict[str, Path]) -> Iterator[Sit
 
 def _api_routes(site: Site) -> list[tuple[str, str]]:
     """Every operation under /api/ that the OpenAPI document lists."""
-    paths = site.anonymous().get("/openapi.json").json()["paths"]
+    paths = site.login("admin").get("/openapi.json").json()["paths"]
     return [(m.upper(), p) for p, ops in paths.items() if p.startswith("/api/") for m in ops]
 
 
@@ -56,7 +56,7 @@ def test_every_api_route_refuses_anonymous_requests(site: Site) -> None:
         res = http.request(method, url, json={"note": "x", "role": "admin", "password": "12345678"})
         assert res.status_code == 401, (method, url, res.status_code, res.text)
     assert http.get("/healthz").json() == {"ok": True, "status": "ok", "redis": True}
-    assert http.get("/openapi.json").status_code == 200
+    assert http.get("/openapi.json").status_code == 401
     page = http.get(f"/incidents/{incident}")
     assert page.status_code == 303 and page.headers["location"] == f"/login?next=%2Fincidents%2F{incident}"
     http.cookies.set("vm_session", "forged")
@@ -309,7 +309,7 @@ def test_metrics_from_redis_and_engine(site: Site) -> None:
     seed_incident(site.client, kind="camera_offline", close=False)
     site.metrics.detection("gate", 0.4)
     site.metrics.announcement("horn1", False, 2.0)
-    text = site.anonymous().get("/metrics").text
+    text = site.login("view").get("/metrics").text
     for line in (
         'vm_camera_online{camera="gate"} 1.0',
         'vm_camera_people{camera="gate"} 3.0',

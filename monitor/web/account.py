@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Literal
 
+import redis
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -12,13 +13,14 @@ from pydantic import BaseModel, Field
 from monitor.web.auth import (
     COOKIE,
     CSRF_HEADER,
-    SESSION_TTL_S,
+    UNAVAILABLE,
     LoginRefused,
     User,
     admin,
     admin_write,
     auth_of,
     optional_session,
+    safe_next,
 )
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
@@ -31,6 +33,7 @@ class Credentials(BaseModel):
 
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    next: str | None = Field(None, max_length=2048, description="The page asked for before logging in.")
 
 
 class Me(BaseModel):
@@ -41,6 +44,12 @@ class Me(BaseModel):
     csrf_token: str
 
 
+class LoginResult(Me):
+    """A new session, and where to go now: ``next`` if it is a path on this site, else "/"."""
+
+    next: str
+
+
 class UserOut(BaseModel):
     """A user account (never the password hash)."""
 
@@ -49,30 +58,41 @@ class UserOut(BaseModel):
 
 
 class UserIn(BaseModel):
-    """Create a user or reset their role and password."""
+    """Create a user or reset their role and password (at least 12 characters, not a common password); any
+    change ends every session of that user."""
 
     role: Literal["viewer", "operator", "admin"]
-    password: str = Field(min_length=8, max_length=1024)
+    password: str = Field(min_length=1, max_length=1024)
 
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@auth_router.post("/login", responses={401: {"description": "Wrong credentials"}, 429: {"description": "Wait"}})
+@auth_router.post(
+    "/login",
+    responses={
+        401: {"description": "Wrong credentials"},
+        429: {"description": "Wait (Retry-After seconds)"},
+        503: {"description": "User store (Redis) unreachable"},
+    },
+)
 def login(request: Request, body: Credentials) -> JSONResponse:
     """Check the password and set an HttpOnly, SameSite=Strict session cookie."""
+    auth = auth_of(request)
     try:
-        session = auth_of(request).login(body.username, body.password, _client_ip(request))
+        session = auth.login(body.username, body.password, _client_ip(request))
     except LoginRefused as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         raise HTTPException(exc.status_code, str(exc), headers=headers) from None
-    me = Me(user=session.user.name, role=session.user.role, csrf_token=session.csrf)
+    except redis.RedisError:
+        raise HTTPException(503, UNAVAILABLE) from None
+    me = LoginResult(user=session.user.name, role=session.user.role, csrf_token=session.csrf, next=safe_next(body.next))
     response = JSONResponse(me.model_dump())
     response.set_cookie(
         COOKIE,
         session.token,
-        max_age=SESSION_TTL_S,
+        max_age=int(auth.session_max_s),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -109,10 +129,20 @@ def list_users(request: Request, _: Annotated[User, Depends(admin)]) -> list[Use
     return [UserOut(name=u.name, role=u.role) for u in auth_of(request).list_users()]
 
 
-@router.put("/users/{name}", responses={401: {"description": "Not logged in"}, 403: {"description": "Admins only"}})
+@router.put(
+    "/users/{name}",
+    responses={
+        401: {"description": "Not logged in"},
+        403: {"description": "Admins only"},
+        422: {"description": "Password too short or too common"},
+    },
+)
 def put_user(request: Request, name: UserName, body: UserIn, _: Annotated[User, Depends(admin_write)]) -> UserOut:
-    """Admin: create an account or reset its role and password."""
-    user = auth_of(request).add_user(name, body.role, body.password)
+    """Admin: create an account or reset its role and password; the user's existing sessions end."""
+    try:
+        user = auth_of(request).add_user(name, body.role, body.password, check_password=True)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     return UserOut(name=user.name, role=user.role)
 
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import LoadedConfig
 from monitor.config.watch import ConfigWatcher
+from monitor.config.web import WebConfig
 from monitor.web import account, api, pages
-from monitor.web.auth import Auth
+from monitor.web.auth import Auth, optional_session, viewer
 from monitor.web.exports import ExportJobs
 from monitor.web.metrics import EngineMetrics, MetricsExporter
 
@@ -77,12 +79,14 @@ def create_app(
         version="0.1.0",
         docs_url=None,  # Swagger UI loads scripts from a CDN: not in a closed control-room network
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=None,  # served below, to logged-in users only
     )
+    web = config.config.web if config is not None else WebConfig()
+    app.state.web_config = web  # WebServer reads trusted_proxies from here
     app.state.redis = store_client
     app.state.config = ConfigWatcher(config) if config is not None else None  # follows saved edits
     app.state.exports = ExportJobs(config) if config is not None else None
-    app.state.auth = Auth(store_client, secret_key)
+    app.state.auth = Auth(store_client, secret_key, session_max_s=web.session_max_hours * 3600)
     app.state.stopping = threading.Event()  # set on shutdown: event streams end instead of holding it up
     exporter = MetricsExporter(store_client, config, metrics)
 
@@ -103,10 +107,29 @@ def create_app(
             body["engine"] = engine
         return JSONResponse(body, status_code=200 if reachable else 503)
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
-    def prometheus(_: Request) -> Response:
-        """Prometheus text format: per-camera fps, dropped frames, incidents by type, speaker failures."""
+    def may_scrape(request: Request) -> bool:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if web.metrics_token and scheme.lower() == "bearer":
+            return hmac.compare_digest(credentials.strip().encode(), web.metrics_token.encode())
+        return optional_session(request) is not None
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={401: {"description": "Needs a login or 'Authorization: Bearer <web.metrics_token>'"}},
+    )
+    def prometheus(request: Request) -> Response:
+        """Prometheus text format: per-camera fps, dropped frames, incidents by type, speaker failures. For a
+        logged-in user, or a scraper sending ``Authorization: Bearer <web.metrics_token>``."""
+        if not may_scrape(request):
+            raise HTTPException(401, "login or metrics token required", headers={"WWW-Authenticate": "Bearer"})
         return Response(exporter.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(viewer)])
+    def openapi() -> JSONResponse:
+        """The API description, for logged-in users only."""
+        return JSONResponse(app.openapi())
 
     app.include_router(account.auth_router)
     app.include_router(account.router)

@@ -2,19 +2,36 @@
 
 Everything lives in Redis (not in process memory) so ``monitor run`` and ``monitor serve`` on the same
 Redis share users and sessions, and restarting the web server does not log the control room out.
-Session tokens are stored only as an HMAC, so a Redis dump does not hand out live sessions.
+Session tokens are stored only as an HMAC, so a Redis dump does not hand out live sessions. A session ends
+after ``SESSION_TTL_S`` without use, ``session_max_s`` after login whatever happens, and at once when its user's
+password or role is changed or the user is deleted (every user carries a random ``epoch`` that each reset renews).
+
+Login limits (all in Redis, so every web instance shares them): ``FAILURES_PER_USER_IP`` wrong passwords for one
+account from one address block that pair, ``FAILURES_PER_IP`` block that address; neither touches other addresses.
+Across all addresses an account slows down (exponential wait between tries, at most ``ACCOUNT_MAX_DELAY_S``) after
+``ACCOUNT_FREE_FAILURES``, except from an address the user has logged in from before: an attacker elsewhere can
+slow a user's login down but never lock them out.
+
+The common-password list (``common-passwords.txt.gz``, about 20,000 entries) is the one Django ships
+(django/contrib/auth, BSD licence), compiled by Royce Williams from leaked-password corpora.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import redis
 from fastapi import HTTPException, Request, status
@@ -26,12 +43,18 @@ USERS = f"{PREFIX}:users"
 SECRET = f"{PREFIX}:web:secret"
 COOKIE = "vm_session"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_TTL_S = 12 * 3600  # one long shift; refreshed on every request
-MIN_PASSWORD = 8
+UNAVAILABLE = "service unavailable: the user store (Redis) cannot be reached, try again shortly"
+SESSION_TTL_S = 12 * 3600  # one long shift without use; refreshed on every request
+SESSION_MAX_S = 12 * 3600  # absolute lifetime from login (web.session_max_hours)
+MIN_PASSWORD = 12
+COMMON_PASSWORDS = Path(__file__).parent / "common-passwords.txt.gz"
 USER_NAME = re.compile(r"^[\w.@-]{1,64}$")  # \w is Unicode: Chinese names are fine
 FAILURES_PER_USER_IP = 5
 FAILURES_PER_IP = 30
 FAILURE_WINDOW_S = 15 * 60
+ACCOUNT_FREE_FAILURES = 5  # failures of one account, from anywhere, before it slows down
+ACCOUNT_MAX_DELAY_S = 60  # longest wait between tries of a slowed-down account (1, 2, 4 ... s)
+KNOWN_ADDRESS_S = 90 * 24 * 3600  # an address a user logged in from is "known" this long
 # scrypt cost: ~50 ms and 16 MiB per check on a small box; stored with the hash so it can be raised later.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
@@ -43,6 +66,44 @@ def user_key(name: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_RUNS = ("01234567890123456789", "abcdefghijklmnopqrstuvwxyzabc", "qwertyuiopasdfghjklzxcvbnm", "1qaz2wsx3edc4rfv5tgb")
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as lines:
+        return frozenset(line.strip().lower() for line in lines if line.strip())
+
+
+def password_problem(password: str, name: str = "") -> str | None:
+    """Why ``password`` may not be used (too short, common, a repeated pattern, the user name), or None."""
+    if len(password) < MIN_PASSWORD:
+        return f"password must have at least {MIN_PASSWORD} characters (a few unrelated words are easy to remember)"
+    lower = password.lower()
+    core = lower.strip("0123456789!@#$%^&*()-_=+.,;:?~ ")  # "password1234", "!!qwerty!!" are no better
+    forms = {lower, core, lower.rstrip("0123456789!@#$%^&*()-_=+.,;:?~ ")}
+    common = _common_passwords()
+    runs = any(form in run or form in run[::-1] for form in forms if len(form) >= 6 for run in _RUNS)
+    if runs or any(form in common for form in forms if form) or re.fullmatch(r"(.{1,4})\1+", lower):
+        return "password is too common or too easy to guess: choose a longer, unusual one (e.g. a few unrelated words)"
+    if name and name.lower() in forms:
+        return "password must not be the user name"
+    return None
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` when it is a path on this site (one leading '/', no backslash, whitespace or control
+    characters, also after percent-decoding), else "/": the page to go to after logging in."""
+    if not target:
+        return "/"
+    for value in (target, unquote(target)):
+        if not value.startswith("/") or value.startswith("//") or "\\" in value:
+            return "/"
+        if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Zs") for c in value):
+            return "/"
+    return target
 
 
 def hash_password(password: str) -> str:
@@ -102,9 +163,12 @@ class LoginRefused(Exception):
 class Auth:
     """Users and sessions on one Redis."""
 
-    def __init__(self, client: redis.Redis, secret_key: str | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, secret_key: str | None = None, *, session_max_s: float = SESSION_MAX_S
+    ) -> None:
         self.r = client
         self._key = secret_key.encode() if secret_key is not None else None
+        self.session_max_s = session_max_s
 
     def _secret(self) -> bytes:
         """The HMAC key; by default one stored in Redis, shared by every web instance, created on first use."""
@@ -114,32 +178,47 @@ class Auth:
         return self._key
 
     # --- users
-    def add_user(self, name: str, role: str, password: str) -> User:
-        """Create a user or replace an existing one's role and password."""
+    def add_user(self, name: str, role: str, password: str, *, check_password: bool = False) -> User:
+        """Create a user or replace an existing one's role and password, ending all their sessions.
+
+        ``check_password``: also apply the password policy (``password_problem``); the web API and
+        ``monitor user add`` do. ValueError says what is wrong."""
         if not USER_NAME.match(name):
             raise ValueError("user name: 1-64 letters, digits, '_', '.', '@' or '-'")
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        if len(password) < MIN_PASSWORD:
-            raise ValueError(f"password must have at least {MIN_PASSWORD} characters")
+        problem = password_problem(password, name) if check_password else None
+        if problem is None and len(password) < 8:
+            problem = "password must have at least 8 characters"
+        if problem is not None:
+            raise ValueError(problem)
         pipe = self.r.pipeline()
-        pipe.hset(user_key(name), mapping={"role": role, "password": hash_password(password), "created": time.time()})
+        pipe.hset(
+            user_key(name),
+            mapping={"role": role, "password": hash_password(password), "created": time.time(), "epoch": _epoch()},
+        )
         pipe.sadd(USERS, name)
         pipe.execute()
+        self.end_sessions(name)
         return User(name, role)
 
     def delete_user(self, name: str) -> bool:
-        """Remove a user; their sessions die on their next request."""
+        """Remove a user and end every session of theirs."""
         pipe = self.r.pipeline()
         pipe.delete(user_key(name))
         pipe.srem(USERS, name)
         deleted, _ = pipe.execute()
+        self.end_sessions(name)
         return bool(deleted)
+
+    def _user_record(self, name: str) -> tuple[User, str] | None:
+        role, epoch = self.r.hmget(user_key(name), ["role", "epoch"])
+        return None if role is None else (User(name, _text(role)), "" if epoch is None else _text(epoch))
 
     def get_user(self, name: str) -> User | None:
         """The user's current role (read on every request, so a demotion applies at once)."""
-        role = self.r.hget(user_key(name), "role")
-        return None if role is None else User(name, _text(role))
+        record = self._user_record(name)
+        return None if record is None else record[0]
 
     def list_users(self) -> list[User]:
         """Every user, sorted by name."""
@@ -150,50 +229,110 @@ class Auth:
     def _session_key(self, token: str) -> str:
         return f"{PREFIX}:session:{hmac.new(self._secret(), token.encode(), hashlib.sha256).hexdigest()}"
 
-    def login(self, name: str, password: str, ip: str) -> Session:
-        """Check the password (rate limited per user and address) and open a session."""
-        per_user = f"{PREFIX}:login_fail:{ip}:{name}"
-        per_ip = f"{PREFIX}:login_fail:{ip}"
+    def end_sessions(self, name: str) -> None:
+        """End every session of user ``name`` (they also fail the epoch check, should one escape the index)."""
+        index = _sessions_key(name)
+        keys = [_text(k) for k in self.r.smembers(index)]
+        self.r.delete(index, *keys)
+
+    def _throttled(self, name: str, ip: str) -> int | None:
+        """Seconds to wait before ``ip`` may try ``name``'s password again, or None."""
+        per_user, per_ip, account, known = _limit_keys(name, ip)
         pipe = self.r.pipeline()
         for key in (per_user, per_ip):
             pipe.get(key)
             pipe.ttl(key)
-        user_fails, user_ttl, ip_fails, ip_ttl = pipe.execute()
+        pipe.hmget(account, ["count", "last"])
+        pipe.hexists(known, ip)
+        user_fails, user_ttl, ip_fails, ip_ttl, (count, last), is_known = pipe.execute()
         if int(user_fails or 0) >= FAILURES_PER_USER_IP or int(ip_fails or 0) >= FAILURES_PER_IP:
-            raise LoginRefused(429, max(int(user_ttl), int(ip_ttl), 1))
+            return max(int(user_ttl), int(ip_ttl), 1)
+        excess = int(count or 0) - ACCOUNT_FREE_FAILURES
+        if excess >= 0 and not is_known:
+            wait = float(last or 0) + min(2.0**excess, ACCOUNT_MAX_DELAY_S) - time.time()
+            if wait > 0:
+                return max(math.ceil(wait), 1)
+        return None
+
+    def _failed(self, name: str, ip: str) -> None:
+        per_user, per_ip, account, _ = _limit_keys(name, ip)
+        pipe = self.r.pipeline()
+        for key in (per_user, per_ip):
+            pipe.incr(key)
+            pipe.expire(key, FAILURE_WINDOW_S, nx=True)
+        pipe.hincrby(account, "count", 1)
+        pipe.hset(account, "last", time.time())
+        pipe.expire(account, FAILURE_WINDOW_S)
+        pipe.execute()
+
+    def login(self, name: str, password: str, ip: str) -> Session:
+        """Check the password (rate limited per user and address, per address, and per account) and open a session."""
+        wait = self._throttled(name, ip)
+        if wait is not None:
+            raise LoginRefused(429, wait)
         stored = self.r.hget(user_key(name), "password")
         ok = verify_password(password, _text(stored) if stored is not None else _DUMMY_HASH) and stored is not None
-        user = self.get_user(name) if ok else None
-        if user is None:
-            pipe = self.r.pipeline()
-            for key in (per_user, per_ip):
-                pipe.incr(key)
-                pipe.expire(key, FAILURE_WINDOW_S, nx=True)
-            pipe.execute()
+        record = self._user_record(name) if ok else None
+        if record is None:
+            self._failed(name, ip)
             raise LoginRefused(401)
-        self.r.delete(per_user)
+        user, epoch = record
+        per_user, _, _, known = _limit_keys(name, ip)
+        now = time.time()
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), user)
         key = self._session_key(session.token)
-        self.r.hset(key, mapping={"user": user.name, "csrf": session.csrf, "created": time.time(), "ip": ip})
-        self.r.expire(key, SESSION_TTL_S)
+        pipe = self.r.pipeline()
+        pipe.delete(per_user)
+        pipe.hset(known, ip, now)
+        pipe.expire(known, KNOWN_ADDRESS_S)
+        expires = now + self.session_max_s
+        pipe.hset(
+            key,
+            mapping={"user": name, "csrf": session.csrf, "created": now, "expires": expires, "ip": ip, "epoch": epoch},
+        )
+        pipe.expire(key, min(SESSION_TTL_S, math.ceil(self.session_max_s)))
+        pipe.sadd(_sessions_key(name), key)
+        pipe.expire(_sessions_key(name), max(SESSION_TTL_S, math.ceil(self.session_max_s)))
+        pipe.execute()
         return session
 
     def session(self, token: str) -> Session | None:
-        """The live session for a cookie token (and extend it), or None."""
+        """The live session for a cookie token (and extend it, within its absolute lifetime), or None."""
         key = self._session_key(token)
         data = {_text(k): _text(v) for k, v in self.r.hgetall(key).items()}
         if "user" not in data:
             return None
-        user = self.get_user(data["user"])
-        if user is None:
+        record = self._user_record(data["user"])
+        expires = float(data.get("expires") or float(data.get("created", 0)) + self.session_max_s)
+        left = expires - time.time()
+        if record is None or data.get("epoch", "") != record[1] or left <= 0:
             self.r.delete(key)
+            self.r.srem(_sessions_key(data["user"]), key)
             return None
-        self.r.expire(key, SESSION_TTL_S)
-        return Session(token, data["csrf"], user)
+        self.r.expire(key, min(SESSION_TTL_S, math.ceil(left)))
+        return Session(token, data["csrf"], record[0])
 
     def logout(self, token: str) -> None:
         """End a session."""
         self.r.delete(self._session_key(token))
+
+
+def _epoch() -> str:
+    return secrets.token_hex(8)
+
+
+def _sessions_key(name: str) -> str:
+    return f"{PREFIX}:user_sessions:{name}"
+
+
+def _limit_keys(name: str, ip: str) -> tuple[str, str, str, str]:
+    """Failures of (address, account), of the address, of the account anywhere; the account's known addresses."""
+    return (
+        f"{PREFIX}:login_fail:{ip}:{name}",
+        f"{PREFIX}:login_fail:{ip}",
+        f"{PREFIX}:login_slow:{name}",
+        f"{PREFIX}:login_known:{name}",
+    )
 
 
 # --- FastAPI dependencies
@@ -206,9 +345,14 @@ def auth_of(request: Request) -> Auth:
 
 
 def optional_session(request: Request) -> Session | None:
-    """The request's session, if its cookie names a live one."""
+    """The request's session, if its cookie names a live one (503 when the user store is unreachable)."""
     token = request.cookies.get(COOKIE)
-    return auth_of(request).session(token) if token else None
+    if not token:
+        return None
+    try:
+        return auth_of(request).session(token)
+    except redis.RedisError:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
 
 
 def requires(role: str, *, write: bool = False) -> Callable[[Request], User]:

@@ -20,15 +20,19 @@ DEFAULT_CONFIG = "streams.yaml"
 
 
 def add_user(client: redis.Redis, name: str, role: str, password: str) -> User:
-    """Create a user or reset an existing one's role and password (ValueError on bad input)."""
-    return Auth(client).add_user(name, role, password)
+    """Create a user or reset an existing one's role and password, ending their sessions (ValueError on bad input,
+    a password under 12 characters or a common one included)."""
+    return Auth(client).add_user(name, role, password, check_password=True)
 
 
 def register(subparsers: Any) -> None:
     """Add ``user add`` and ``serve`` to the ``monitor`` command's subparsers."""
     user = subparsers.add_parser("user", help="manage web users").add_subparsers(required=True, metavar="ACTION")
     add = user.add_parser(
-        "add", help="create a web user or reset their password (read from standard input)", description=__doc__
+        "add",
+        help="create a web user or reset their role and password (read from standard input; at least 12 "
+        "characters, not a common password); ends the user's open sessions",
+        description=__doc__,
     )
     add.add_argument("name", help="user name")
     add.add_argument("--role", choices=ROLES, required=True, help="viewer: see; operator: acknowledge; admin: all")

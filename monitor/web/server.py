@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,12 +13,33 @@ GRACEFUL_S = 3  # open event streams never end by themselves: don't wait longer 
 
 
 class WebServer:
-    """uvicorn on its own thread and event loop; ``start`` returns once it accepts connections."""
+    """uvicorn on its own thread and event loop; ``start`` returns once it accepts connections.
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, log_level: str = "warning") -> None:
+    X-Forwarded-For/-Proto are believed only from ``trusted_proxies`` (addresses or networks; default: the app's
+    ``web.trusted_proxies``, none without a config). uvicorn's own default trusts 127.0.0.1, so anyone on this
+    machine, or behind a local proxy that passes headers through, could pick their address and escape login limits.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        log_level: str = "warning",
+        trusted_proxies: Sequence[str] | None = None,
+    ) -> None:
         self.app = app
+        if trusted_proxies is None:
+            trusted_proxies = tuple(getattr(getattr(app.state, "web_config", None), "trusted_proxies", ()))
         self.config = uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=GRACEFUL_S, access_log=False
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=GRACEFUL_S,
+            access_log=False,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies) if trusted_proxies else [],
         )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
