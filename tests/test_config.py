@@ -6,11 +6,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from monitor.cli import main
 from monitor.config import ConfigError, load_config
+from monitor.config.models import name_problem
 
 
 def sample(root: Path) -> dict[str, object]:
@@ -318,3 +320,59 @@ def test_a_refused_speaker_url_is_reported_without_its_password(write_config: Ca
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "speakers.porch" in str(err.value) and "hunter22" not in str(err.value)
+
+
+XSS_NAME = '<img src=x onerror="alert(1)">/cam'
+
+
+def test_names_unfit_for_urls_and_paths_are_refused_with_their_location(
+    root: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = sample(root)
+    cameras = cast("dict[str, dict[str, Any]]", cfg["cameras"])
+    cam = cameras["square_east"]
+    cam["zones"] = {**cam["zones"], "a/b": cam["zones"]["square"], "..": cam["zones"]["square"]}
+    cameras[XSS_NAME] = {"url": "rtsp://10.0.0.1/x"}
+    cfg["speakers"] = {**cast("dict[str, Any]", cfg["speakers"]), "horn one": {"kind": "local"}}
+    cfg["speaker_groups"] = {"back\\slash": ["center_pc"], "tab\tbed": ["center_pc"]}
+    path = write_config(cfg)
+    code, out = check(path, capsys)
+    assert code == 1, out
+    lines = path.read_text(encoding="utf-8").splitlines()
+    expected = {
+        f"cameras.{XSS_NAME}": "camera name",
+        "cameras.square_east.zones.a/b": "zone name 'a/b'",
+        "cameras.square_east.zones...": "zone name '..'",
+        "speakers.horn one": "speaker name 'horn one'",
+        "speaker_groups.back\\slash": "speaker group name",
+        "speaker_groups.tab\tbed": "speaker group name",
+    }
+    problems = out.strip().splitlines()
+    assert len(problems) == len(expected), out
+    for dotted, message in expected.items():
+        line = next(p for p in problems if f": {dotted}: {message}" in p)
+        assert line.startswith(f"{path}:"), line
+        line_no, col = (int(n) for n in line.removeprefix(f"{path}:").split(":")[:2])
+        key = dotted.rsplit(".", 1)[-1] if not dotted.endswith("...") else ".."
+        assert lines[line_no - 1][col - 1 :].lstrip("'\"").startswith(key[:3]), (line, lines[line_no - 1])
+    assert "may only hold letters, digits" in out
+
+
+@pytest.mark.parametrize("name", ["门口", "广场_东", "cam-01.main", "Ünter", "a"])
+def test_unicode_letters_digits_and_slug_punctuation_make_valid_names(
+    root: Path, write_config: Callable[..., Path], name: str
+) -> None:
+    cfg = sample(root)
+    cameras = cast("dict[str, dict[str, Any]]", cfg["cameras"])
+    cameras[name] = {"url": "rtsp://10.0.0.1/x", "zones": {name: {"points": [[0, 0], [1, 0], [1, 1]]}}}
+    rule = {"kind": "gathering", "camera": name, "zone": name, "min_people": 3}
+    cfg["rules"] = [*cast("list[Any]", cfg["rules"]), rule]
+    loaded = load_config(write_config(cfg))
+    assert name in loaded.config.cameras and name in loaded.config.cameras[name].zones
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a/b", "a b", "..", "a..b", ".hidden", "-x", "_x", "a\\b", "a\x00b", "a\nb", "x" * 65, "a:b", "a%2Fb"]
+)
+def test_name_problem_refuses_separators_dots_and_controls(name: str) -> None:
+    assert name_problem(name) is not None

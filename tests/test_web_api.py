@@ -6,6 +6,8 @@ import argparse
 import io
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,15 +15,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
 import yaml
 
+from monitor.runtime.status import live_picture_path
 from monitor.store.incidents import EVENTS, IncidentStore
 from monitor.web.auth import FAILURES_PER_USER_IP
 from monitor.web.cli import register
+from monitor.web.views import strip_paths
 from tests.support.processes import free_port, stop
 from tests.support.web import SECRET, Site, make_media, publish_camera, running_site, seed_incident, write_config
 
@@ -371,3 +375,114 @@ def test_serve_command_serves_and_stops_on_sigterm(redis_url: str, tmp_path: Pat
         assert proc.wait(10) == 0
     finally:
         stop(proc)
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string (keys included) inside a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_unknown_camera_snapshot_is_no_such_camera_and_live_pictures_are_found_by_status_record(site: Site) -> None:
+    http = site.login("view")
+    for url in ("/api/cameras/nowhere/snapshot", "/api/cameras/%3Cimg%20src%3Dx%3E/snapshot"):
+        res = http.get(url)
+        assert res.status_code == 404 and res.json()["detail"] == "no such camera", (url, res.text)
+    res = http.get("/api/cameras/square/snapshot")  # known camera, nothing published yet
+    assert res.status_code == 404 and res.json()["detail"] == "no live picture of this camera"
+    assert http.get("/api/cameras/a%2Fb/snapshot").status_code == 404
+
+    live = live_picture_path(site.config.data_dir, "square")
+    assert live.parent == site.config.data_dir / "live" and "square" not in live.name
+    assert live != live_picture_path(site.config.data_dir, "gate") and re.fullmatch(r"[0-9a-f]+\.jpg", live.name)
+    shutil.copyfile(site.media["live"], live)
+    publish_camera(site.client, "square", live)
+    res = http.get("/api/cameras/square/snapshot")
+    assert res.status_code == 200 and res.content == live.read_bytes()
+    assert res.headers["content-type"] == "image/jpeg"
+    (site.config.data_dir / "live" / "square.jpg").write_bytes(b"named after the camera")
+    site.client.hset("vm:camera:square", "snapshot", "")
+    assert http.get("/api/cameras/square/snapshot").status_code == 404  # the file comes from the record only
+
+
+def test_viewers_see_media_urls_never_server_paths(site: Site) -> None:
+    data_dir = str(site.config.data_dir)
+    incident = seed_incident(site.client, clip=site.media["clip"], snapshot=site.media["snapshot"], failed_speaker=True)
+
+    def leak(rec: dict[str, Any]) -> None:
+        rec["details"].update(
+            clip_error=f"disk_full: 12 MB free on {data_dir}",
+            snapshot_error=f"OSError: [Errno 28] No space left on device: '{data_dir}/snapshots/x y.jpg'",
+            source="file:///srv/videos/gate.mp4",
+            nested={"files": ["/var/lib/monitor/clips/a.mp4"]},
+        )
+        rec["announcements"][0].update(ok=False, error="cannot read /opt/monitor/announcements/disperse.wav")
+        rec.setdefault("timeline", []).append({"at": rec["opened_at"], "event": "clip", "reason": f"{data_dir}/c"})
+
+    IncidentStore(site.client).update(incident, leak)
+    publish_camera(site.client, "square", site.media["live"], online=False)
+    site.client.hset("vm:camera:square", mapping={"last_error": "video file not found: /srv/videos/square.mp4",
+                                                  "url": "/srv/videos/square.mp4"})  # fmt: skip
+    http = site.login("view")
+    bodies = {
+        path: http.get(path).json()
+        for path in (
+            "/api/cameras",
+            "/api/cameras/gate",
+            "/api/cameras/square",
+            "/api/incidents",
+            f"/api/incidents/{incident}",
+        )
+    }
+    for path, body in bodies.items():
+        for value in _strings(body):
+            assert data_dir not in value and "/srv/" not in value and "/var/" not in value, (path, value)
+            assert not (value.startswith("/") and not value.startswith("/api/")), (path, value)
+    detail = bodies[f"/api/incidents/{incident}"]
+    assert detail["clip_url"] == f"/api/incidents/{incident}/clip"
+    assert detail["snapshot_url"] == f"/api/incidents/{incident}/snapshot"
+    assert "clip" not in detail and "snapshot" not in detail
+    assert detail["details"]["snapshot_error"].endswith("'…/x y.jpg'")
+    assert detail["details"]["source"] == "…/gate.mp4" and detail["details"]["password"] == "***"
+    assert detail["announcements"][0]["error"] == "cannot read …/disperse.wav"
+    square = bodies["/api/cameras/square"]
+    assert square["last_error"] == "video file not found: …/square.mp4" and square["url"] == "…/square.mp4"
+    assert square["snapshot_url"].startswith("/api/cameras/square/snapshot") and "snapshot" not in square
+    assert strip_paths("http://root:***@10.0.0.9/axis-cgi/a.cgi, 3/5, gathering/gate/门口") == (
+        "http://root:***@10.0.0.9/axis-cgi/a.cgi, 3/5, gathering/gate/门口"
+    )
+
+
+def test_unicode_zone_names_work_end_to_end_and_unfit_names_are_refused(site: Site) -> None:
+    admin = site.login("admin")
+    square = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8]]
+    res = admin.put("/api/cameras/gate/zones/%E5%B9%BF%E5%9C%BA", json={"points": square})  # 广场
+    assert res.status_code == 200, res.text
+    assert res.json()["saved"] == "广场"
+    for zone in ("a..b", "%3Cimg%20src%3Dx%3E", "a%20b", "x..", "-x", "%2E%2E"):
+        res = admin.put(f"/api/cameras/gate/zones/{zone}", json={"points": square})
+        assert res.status_code == 422 and "zone name" in res.text, (zone, res.status_code, res.text)
+    assert admin.put("/api/cameras/gate/zones/a%2Fb", json={"points": square}).status_code == 404
+    assert "<img" not in site.config.path.read_text(encoding="utf-8")
+
+    viewer = site.login("view")
+    deadline = time.monotonic() + 5
+    while True:  # the server re-reads the saved streams.yaml
+        cam = viewer.get("/api/cameras/gate").json()
+        if len(cam["zone_shapes"]) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [z["name"] for z in cam["zone_shapes"]] == ["门口", "广场"]
+    assert cam["zones"] == {"门口": 2}
+    incident = seed_incident(site.client, camera="gate")
+    row = viewer.get("/api/incidents", params={"camera": "gate"}).json()["items"][0]
+    assert row["id"] == incident and row["zone"] == "门口"
+    assert viewer.get(f"/api/incidents/{incident}").json()["zone"] == "门口"
+    assert viewer.get("/cameras/gate").status_code == 200

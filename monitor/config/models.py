@@ -7,10 +7,20 @@ sections of the engine's own services (notify, retention, web) are in this packa
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from detectors.config import DetectorConfig
@@ -22,6 +32,40 @@ from monitor.rules.models import RuleConfig, ZoneFilterConfig
 from speakers.config import SpeakerConfig
 
 URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+NAME_MAX = 64
+# A name is a URL segment and a label on the page: a letter or digit (any script: 门口 is fine), then letters,
+# digits, '_', '.', '-'. No '/', backslash, spaces, control characters or '..'. Names never become file paths.
+NAME_PATTERN = re.compile(rf"[^\W_][\w.-]{{0,{NAME_MAX - 1}}}")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a camera, zone, speaker or group, or None when it can."""
+    if NAME_PATTERN.fullmatch(name) and ".." not in name:
+        return None
+    if not name:
+        return "must not be empty"
+    if len(name) > NAME_MAX:
+        return f"is longer than {NAME_MAX} characters"
+    return "may only hold letters, digits, '_', '.' and '-', start with a letter or digit, and not contain '..'"
+
+
+def _name_check(what: str) -> Callable[[str], str]:
+    """A validator that refuses names unfit for URLs and labels, saying what the name is for."""
+
+    def check(name: str) -> str:
+        problem = name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{what} name {name!r} {problem}")
+        return name
+
+    return check
+
+
+CameraName = Annotated[str, AfterValidator(_name_check("camera"))]
+ZoneName = Annotated[str, AfterValidator(_name_check("zone"))]
+SpeakerName = Annotated[str, AfterValidator(_name_check("speaker"))]
+GroupName = Annotated[str, AfterValidator(_name_check("speaker group"))]
 
 
 class _Model(BaseModel):
@@ -94,7 +138,7 @@ class CameraConfig(_Model):
         False, description="Reuse the last detections while the (downscaled) picture has not changed."
     )
     detect_fps: float = Field(2.0, gt=0, le=30, description="Frames per second sampled for person detection.")
-    zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")
+    zones: dict[ZoneName, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")
     speakers: list[str] = Field(default_factory=list, description="Speakers that announcements for this camera use.")
     speed: float = Field(1.0, gt=0, le=64, description="Playback speed of a file source (1 = real time).")
     loop: bool = Field(True, description="A file source starts again at its end, like a camera that never stops.")
@@ -157,9 +201,9 @@ class Config(_Model):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Person detector settings.")
     clips: ClipConfig = Field(default_factory=ClipConfig, description="Incident clip settings.")
     status_interval_s: float = Field(5.0, gt=0, description="Seconds between console status lines.")
-    cameras: dict[str, CameraConfig] = Field(description="Cameras by name.")
-    speakers: dict[str, SpeakerConfig] = Field(default_factory=dict, description="Speakers by name.")
-    speaker_groups: dict[str, list[str]] = Field(
+    cameras: dict[CameraName, CameraConfig] = Field(description="Cameras by name.")
+    speakers: dict[SpeakerName, SpeakerConfig] = Field(default_factory=dict, description="Speakers by name.")
+    speaker_groups: dict[GroupName, list[str]] = Field(
         default_factory=dict, description="Named groups of speakers (or groups) that play together."
     )
     speaker_health_interval_s: float = Field(60.0, gt=0, description="Seconds between speaker health checks.")

@@ -63,6 +63,8 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path_:
     path: list[str | int] = []
     node = data
     for item in loc:
+        if item == "[key]":
+            continue  # a refused dict key (e.g. a camera's name): the key's own position is where to look
         in_dict = isinstance(node, dict) and item in node
         in_list = isinstance(node, list) and isinstance(item, int) and item < len(node)
         if in_dict or in_list:

@@ -6,6 +6,7 @@ low disk stops the live picture (``media_problem``); a Redis error is counted an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -24,6 +25,13 @@ from speakers.health import HealthMonitor
 log = logging.getLogger("monitor.engine")
 
 STORE_RETRY_S = 5.0
+
+
+def live_picture_path(data_dir: Path, camera: str) -> Path:
+    """Where a camera's live picture is written: named by a digest of the camera's name, never by the name itself
+    (a name is text from the config; the web page finds the file through the status record, not by name)."""
+    digest = hashlib.sha256(camera.encode("utf-8")).hexdigest()[:24]
+    return data_dir / "live" / f"{digest}.jpg"
 
 
 class StatusReporter:
@@ -135,7 +143,7 @@ class StatusReporter:
             polygons = cam.zone_polygons(frame.size)
             image = annotate(frame.image, last.detections, polygons, scale=frame.scale)
             try:
-                snapshot = str(write_jpeg(self.data_dir / "live" / f"{cam.name}.jpg", image, quality=75))
+                snapshot = str(write_jpeg(live_picture_path(self.data_dir, cam.name), image, quality=75))
             except OSError as exc:
                 log.error("live picture of %s not written: %s", cam.name, exc)
         zones = {z: c.count for z, c in last.zones.items()} if last else {}

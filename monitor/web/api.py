@@ -1,7 +1,7 @@
 """JSON API under /api/: cameras, incidents, staff actions with an audit trail, media by id, live events.
 
-Media files are found only through the incident record (or the camera's status hash) and must lie
-inside the data directory; nothing in the request is ever used as a path.
+Media files are found only through the incident record (or the camera's status hash, for a camera the config or
+the engine knows) and must lie inside the data directory; nothing in the request is ever used as a path.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from monitor.config import ConfigError, LoadedConfig
 from monitor.config.edit import set_zone, zone_snippet
+from monitor.config.models import NAME_MAX, name_problem
 from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
 from monitor.store.incidents import IncidentStore, camera_key
@@ -37,7 +38,14 @@ CameraName = Annotated[str, PathParam(min_length=1, max_length=200, description=
 Viewer = Annotated[User, Depends(viewer)]
 Operator = Annotated[User, Depends(operator_write)]
 Admin = Annotated[User, Depends(admin_write)]
-ZoneName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Zone name.")]
+ZoneName = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=NAME_MAX,
+        description="Zone name: letters (any script) or digits, then also '_', '.', '-'; no '..'.",
+    ),
+]
 
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "Not logged in"}, 404: {"description": "Not found"}}
 
@@ -69,15 +77,15 @@ def _incident(request: Request, incident_id: str) -> Incident:
     return incident
 
 
-def _media_file(request: Request, stored: Any) -> Path:
+def _media_file(request: Request, stored: Any, missing: str = "no such file for this incident") -> Path:
     """A media path taken from a record, refused unless it is a file inside the data directory."""
     if not isinstance(stored, str) or not stored:
-        raise HTTPException(404, "no such file for this incident")
+        raise HTTPException(404, missing)
     path = Path(stored).resolve()
     config = _config(request)
     if config is not None and not path.is_relative_to(config.data_dir):
         log.warning("refusing media outside the data directory: %s", path)
-        raise HTTPException(404, "no such file for this incident")
+        raise HTTPException(404, missing)
     if not path.is_file():
         raise HTTPException(404, "file no longer available (expired or deleted)")
     return path
@@ -100,9 +108,12 @@ def get_camera(request: Request, name: CameraName, _: Viewer) -> views.CameraDet
 
 @router.get("/cameras/{name}/snapshot", responses=ERRORS, response_class=FileResponse)
 def camera_snapshot(request: Request, name: CameraName, _: Viewer) -> FileResponse:
-    """The latest annotated live image of a camera (JPEG)."""
-    stored = _redis(request).hget(camera_key(name), "snapshot")
-    path = _media_file(request, views.text(stored) if stored is not None else None)
+    """The latest annotated live image of a camera (JPEG), found through the camera's status record."""
+    client = _redis(request)
+    if name not in views.camera_names(client, _config(request)):
+        raise HTTPException(404, "no such camera")
+    stored = client.hget(camera_key(name), "snapshot")
+    path = _media_file(request, views.text(stored) if stored is not None else None, "no live picture of this camera")
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
@@ -118,6 +129,9 @@ def save_zone(request: Request, name: CameraName, zone: ZoneName, body: ZoneEdit
     config = _config(request)
     if config is None or name not in config.config.cameras:
         raise HTTPException(404, "no such camera")
+    problem = name_problem(zone)
+    if problem is not None:
+        raise HTTPException(422, f"zone name {zone!r} {problem}")
     if any(not (0 <= v <= 1) for point in body.points for v in point):
         raise HTTPException(422, "points must be relative coordinates between 0 and 1")
     try:
@@ -211,7 +225,7 @@ def _exports(request: Request) -> ExportJobs:
 def _export_status(request: Request, incident_id: str) -> ExportStatus:
     state, error = _exports(request).state(incident_id)
     url = f"/api/incidents/{incident_id}/export.mp4" if state == "ready" else None
-    return ExportStatus(state=state, error=error, url=url)
+    return ExportStatus(state=state, error=views.shown(error) if error else None, url=url)
 
 
 @router.post("/incidents/{incident_id}/export", responses=ERRORS, status_code=202)

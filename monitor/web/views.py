@@ -1,12 +1,14 @@
 """What the web side shows, read from Redis and shaped for the page: no paths, no credentials.
 
 Records keep absolute media paths and may carry URLs with passwords in error texts; nothing here
-returns either. Media is referenced by incident id (``/api/incidents/<id>/clip``) only.
+returns either: texts go through ``scrub`` (credentials) and ``strip_paths`` (server paths become ``…/name``).
+Media is referenced by incident id (``/api/incidents/<id>/clip``) or camera name only.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -24,6 +26,35 @@ from monitor.store.incidents import CAMERAS, INDEX, IncidentStore, camera_key
 STATUSES = ("open", "closed", "acknowledged", "false_alarm")
 RECENT_FOR_OPEN = 500  # open incidents are looked for among this many newest ones
 SCAN_CHUNK = 200
+
+
+# An absolute path: after a quote, or a '/' that does not continue a word, URL or relative path ("a/b", "x://h/p"),
+# or a file:// URL; two or more segments (a lone "/x" is too often plain text).
+_SEGMENT = r"[^\s/'\"<>:,;()\[\]{}]+"
+_ABS_PATH = re.compile(rf"(?:\bfile://|(?<![\w/.:~\\-]))(/(?:{_SEGMENT}/)+(?:{_SEGMENT})?)")
+_QUOTED_PATH = re.compile(r"(?<=['\"])/[^'\"\n]*/([^'\"\n/]*)(?=['\"])")
+
+
+def strip_paths(value: str) -> str:
+    """Text with every absolute server path (and file:// URL) cut down to ``…/`` plus its last part."""
+    value = _QUOTED_PATH.sub(lambda m: f"…/{m.group(1)}", value)
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(1).rstrip("/").rsplit("/", 1)[-1], value)
+
+
+def strip_paths_any(value: Any) -> Any:
+    """``strip_paths`` on every string inside nested dicts and lists."""
+    if isinstance(value, str):
+        return strip_paths(value)
+    if isinstance(value, dict):
+        return {k: strip_paths_any(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strip_paths_any(v) for v in value]
+    return value
+
+
+def shown(value: str) -> str:
+    """A record's text as viewers may see it: no credentials, no server paths."""
+    return strip_paths(scrub(value))
 
 
 def text(value: Any) -> str:
@@ -49,6 +80,9 @@ class CameraStatus(BaseModel):
     zones: dict[str, int] = Field(description="People per zone.")
     input_fps: float
     detect_fps: float
+    detect_fps_configured: float | None = Field(
+        default=None, description="The camera's configured detect_fps, to compare with the real rate."
+    )
     dropped: int
     reconnects: int
     last_frame_at: str | None
@@ -170,7 +204,8 @@ def camera_statuses(
     out = []
     for name, raw in zip(names, hashes, strict=True):
         data = {text(k): text(v) for k, v in raw.items()}
-        conf_url = config.config.cameras[name].detect_url if config and name in config.config.cameras else ""
+        conf = config.config.cameras.get(name) if config else None
+        conf_url = conf.detect_url if conf else ""
         try:
             zones = {str(k): int(v) for k, v in json.loads(data.get("zones") or "{}").items()}
         except (ValueError, TypeError, AttributeError):
@@ -186,13 +221,14 @@ def camera_statuses(
                 zones=zones,
                 input_fps=_num(data, "input_fps", float),
                 detect_fps=_num(data, "detect_fps", float),
+                detect_fps_configured=conf.detect_fps if conf else None,
                 dropped=_num(data, "dropped", int),
                 reconnects=_num(data, "reconnects", int),
                 last_frame_at=iso(last_ts) if last_ts else None,
-                last_error=scrub(data.get("last_error", "")),
+                last_error=shown(data.get("last_error", "")),
                 width=_num(data, "width", int),
                 height=_num(data, "height", int),
-                url=redact_url(data.get("url") or conf_url),
+                url=strip_paths(redact_url(data.get("url") or conf_url)),
                 updated_at=iso(updated) if updated else None,
                 snapshot_url=f"/api/cameras/{quote(name, safe='')}/snapshot?t={updated:.0f}"
                 if data.get("snapshot")
@@ -255,7 +291,7 @@ def detail(incident: Incident) -> IncidentDetail:
     anns = [
         Announcement(
             speaker=a.speaker, started_at=a.started_at, ended_at=a.ended_at, ok=a.ok,
-            error=scrub(a.error) if a.error else None,
+            error=shown(a.error) if a.error else None,
         )
         for a in incident.announcements
     ]  # fmt: skip
@@ -286,13 +322,13 @@ def detail(incident: Incident) -> IncidentDetail:
         announcements=anns,
         audit=audit,
         timeline=timeline,
-        details=scrub_any(dict(incident.details)),
+        details=strip_paths_any(scrub_any(dict(incident.details))),
     )
 
 
 def _timeline_text(entry: Mapping[str, Any]) -> str:
     """An engine timeline entry as one line: what happened and why."""
-    return scrub(" — ".join(str(entry[k]) for k in ("event", "reason") if k in entry))
+    return shown(" — ".join(str(entry[k]) for k in ("event", "reason") if k in entry))
 
 
 def _sort_key(at: str) -> float:
