@@ -110,6 +110,8 @@ def test_viewer_cannot_act_operator_can_and_the_audit_trail_keeps_it(site: Site)
     detail = viewer.get(f"/api/incidents/{incident}").json()
     assert [a["action"] for a in detail["audit"]] == ["acknowledge", "note", "false_alarm"]
     assert any("acknowledge by oper" in t["what"] for t in detail["timeline"])
+    whats = [t["what"] for t in detail["timeline"]]
+    assert "opened (5 people)" in whats and "closed (peak 7)" in whats, "the count at opening, then the peak"
 
 
 def test_state_changes_without_the_csrf_token_are_refused(site: Site) -> None:

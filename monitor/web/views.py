@@ -299,7 +299,8 @@ def detail(incident: Incident) -> IncidentDetail:
         AuditEntry(user=a["user"], action=a["action"], at=a["at"], note=a.get("note"))
         for a in incident.extra.get("audit") or []
     ]
-    timeline = [TimelineEntry(at=incident.opened_at or "", what=f"opened ({incident.peak_count} people)")]
+    at_open = incident.peak_count if incident.opened_count is None else incident.opened_count  # older records
+    timeline = [TimelineEntry(at=incident.opened_at or "", what=f"opened ({at_open} people)")]
     timeline += [
         TimelineEntry(
             at=a.started_at, what=f"announcement on {a.speaker}" + (f": {a.error}" if a.error else ""), ok=a.ok

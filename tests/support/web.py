@@ -104,7 +104,7 @@ def seed_incident(
     store = IncidentStore(client)
     ts = time.time() - 60 if ts is None else ts
     new = Incident(
-        new_incident_id(ts), kind, f"{kind}/{camera}/门口", camera, "门口", ts, peak_count=5,
+        new_incident_id(ts), kind, f"{kind}/{camera}/门口", camera, "门口", ts, peak_count=5, opened_count=5,
         details={"min_people": 4, "password": SECRET},
     )  # fmt: skip
     incident, change = new.opening()
