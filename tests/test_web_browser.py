@@ -249,3 +249,150 @@ def test_the_dashboard_says_why_the_engine_is_degraded(
         page.screenshot(path=str(tmp_path / "degraded.png"))
     assert "DEGRADED" in banner and "1 条事件变更待写入" in banner and "disk_full" in banner, banner
     engine.outbox.close()
+
+
+_WATCH_PICTURE = """() => {
+  // Tag the gate card and its picture, then watch every frame (and every src change) for an empty picture.
+  const card = document.querySelector('[data-camera=gate]');
+  const img = card.querySelector('img.live-img');
+  card.__vmTag = 'card'; img.__vmTag = 'img';
+  window.__vmEmpty = []; window.__vmSrcs = new Set([img.src]); window.__vmWatch = true;
+  const check = (why) => {
+    const now = document.querySelector('[data-camera=gate] img.live-img');
+    if (!now || !now.complete || now.naturalWidth === 0) window.__vmEmpty.push(why + ' ' + (now ? now.src : 'gone'));
+    if (now) window.__vmSrcs.add(now.src);
+  };
+  new MutationObserver(() => check('mutation')).observe(card, {subtree: true, attributes: true, childList: true});
+  const frame = () => { if (!window.__vmWatch) return; check('frame'); requestAnimationFrame(frame); };
+  requestAnimationFrame(frame);
+  setInterval(() => check('timer'), 10);
+}"""
+
+
+def test_dashboard_cards_update_in_place_without_flicker(site: Site, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = _login(browser, site, "oper", "oper-pass-1")
+    card = page.locator('[data-camera="gate"]')
+    _until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
+    page.evaluate(_WATCH_PICTURE)
+    for people in (4, 5, 6, 7, 8):
+        time.sleep(1.1)  # the picture's URL carries the status time in seconds: each update brings a new one
+        publish_camera(site.client, "gate", site.media["live"], people=people)
+        expect(card.locator(".people-count")).to_have_text(str(people))
+    # the 4 s refresh and the last status picture both load, then swap in
+    _until(page, "window.__vmSrcs.size >= 4", timeout=10)
+    page.evaluate("window.__vmWatch = false")
+    kept = page.evaluate(
+        """() => { const c = document.querySelector('[data-camera=gate]');
+                   return [c.__vmTag, c.querySelector('img.live-img').__vmTag,
+                           document.querySelectorAll('[data-camera=gate]').length]; }"""
+    )
+    assert kept == ["card", "img", 1], "the card and its <img> are updated in place, not rebuilt"
+    assert page.evaluate("window.__vmEmpty") == [], "the live picture was never empty while it changed"
+    page.screenshot(path=str(tmp_path / "dashboard-live.png"))
+
+
+def test_dashboard_shows_frame_age_and_detect_rate_against_configured(site: Site, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from monitor.store.incidents import IncidentStore
+
+    http = site.login("view")
+    cams = {c["name"]: c for c in http.get("/api/cameras").json()}
+    http.close()
+    assert cams["gate"]["detect_fps_configured"] == 2.0  # streams.yaml's default detect_fps
+
+    page = _login(browser, site, "oper", "oper-pass-1")
+    card = page.locator('[data-camera="gate"]')
+    expect(card.locator(".frame-age")).to_have_text(re.compile(r"\b\d s ago$"))
+    expect(card.locator(".frame-age")).not_to_have_class(re.compile(r"\bstale\b"))
+    expect(card.locator(".detect-fps")).to_contain_text("2.0/2.0 fps")
+
+    # a frozen camera: the engine still reports, but its last frame is 30 s old and detection runs slow
+    now = time.time()
+    IncidentStore(site.client).publish_camera_status(
+        "gate",
+        {"online": 1, "people": 2, "zones": "{}", "input_fps": 0.0, "detect_fps": 1.4, "dropped": 0,
+         "reconnects": 0, "last_frame_ts": now - 30, "last_error": "", "width": 768, "height": 576,
+         "snapshot": str(site.media["live"]), "url": "rtsp://10.0.0.5/x", "updated_ts": now},
+        ttl_s=600,
+    )  # fmt: skip
+    expect(card.locator(".detect-fps")).to_contain_text("1.4/2.0 fps")
+    expect(card.locator(".frame-age")).to_have_text(re.compile(r"\b3\d s ago$"))
+    expect(card.locator(".frame-age")).to_have_class(re.compile(r"\bstale\b"))
+    assert page.evaluate("getComputedStyle(document.querySelector('[data-camera=gate] .frame-age')).color") == (
+        "rgb(255, 90, 79)"
+    )  # red
+    page.screenshot(path=str(tmp_path / "dashboard-frozen.png"))
+
+
+def test_open_incidents_have_headers_and_audit_shows_action_labels(site: Site, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    incident = seed_incident(site.client, close=False)
+    page = _login(browser, site, "oper", "oper-pass-1")
+    expect(page.locator(f'#open-incidents tr[data-id="{incident}"]')).to_have_count(1)
+    headers = " ".join(page.locator("#open-incidents thead th").all_inner_texts())
+    for word in ("Camera", "Kind", "zone", "Opened", "People", "Status"):
+        assert word in headers, headers
+
+    page.goto(f"{site.url}/incidents/{incident}")
+    page.click("#ack")
+    expect(page.locator("#inc-status")).to_have_attribute("data-status", "acknowledged")
+    page.click("#false-alarm")
+    expect(page.locator("#inc-status")).to_have_attribute("data-status", "false_alarm")
+    page.fill("#note", "checked on site")
+    page.click("#note-form button[type=submit]")
+    expect(page.locator("#audit tbody tr")).to_have_count(3)
+    actions = page.locator("#audit .audit-action").all_inner_texts()
+    assert actions == ["确认 acknowledged", "误报 false alarm", "备注 note"], actions
+    assert "false_alarm" not in page.inner_text("#audit")
+    assert page.locator("#audit thead th").all_inner_texts()[2] == "操作 Action"
+
+
+def _no_sideways_scroll(page: Any) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1], f"page scrolls sideways: scrollWidth {widths[0]} > clientWidth {widths[1]}"
+
+
+def _header_parts_apart(page: Any) -> None:
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll('header nav a, header #live, header #me, header #logout')]
+                 .map((e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"""
+    )
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            overlap = min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+            assert not overlap, f"header items overlap: {a} {b}"
+
+
+def test_narrow_screen_and_long_url_note_do_not_scroll_sideways(site: Site, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    incident = seed_incident(site.client, clip=site.media["clip"], snapshot=site.media["snapshot"], close=False)
+    url = "https://example.org/" + "a-very-long-path-segment-without-spaces" * 8 + "?q=" + "x" * 200
+    http = site.login("oper")
+    assert http.post(f"/api/incidents/{incident}/note", json={"note": f"see {url}"}).status_code == 200
+    http.close()
+
+    page = _login(browser, site, "oper", "oper-pass-1", f"/incidents/{incident}")
+    expect(page.locator("#audit")).to_contain_text("a-very-long-path-segment")
+    _no_sideways_scroll(page)  # a wide screen wraps the URL too
+    page.set_viewport_size({"width": 390, "height": 800})
+    _until(page, "document.getElementById('snapshot').naturalWidth > 0")
+    _no_sideways_scroll(page)
+    _header_parts_apart(page)
+    page.screenshot(path=str(tmp_path / "incident-390.png"), full_page=True)
+
+    page.goto(site.url + "/")
+    expect(page.locator(f'#open-incidents tr[data-id="{incident}"]')).to_have_count(1)
+    _until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
+    _no_sideways_scroll(page)
+    _header_parts_apart(page)
+    page.screenshot(path=str(tmp_path / "dashboard-390.png"), full_page=True)
+
+    page.goto(site.url + "/incidents")
+    expect(page.locator(f'tr[data-id="{incident}"]')).to_have_count(1)
+    _no_sideways_scroll(page)
+    _header_parts_apart(page)

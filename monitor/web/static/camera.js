@@ -37,7 +37,8 @@
     const state = !cam.reporting ? "无数据 no data" : cam.online ? "在线 online" : "离线 OFFLINE";
     const facts = [["状态 State", state], ["人数 People", cam.people],
       ["区域 Zones", Object.entries(cam.zones).map(([z, n]) => `${z}: ${n}`).join(", ") || "—"],
-      ["输入 Input fps", cam.input_fps.toFixed(1)], ["检测 Detect fps", cam.detect_fps.toFixed(1)],
+      ["输入 Input fps", cam.input_fps.toFixed(1)], ["检测 Detect fps", cam.detect_fps.toFixed(1) +
+        (cam.detect_fps_configured ? ` / ${cam.detect_fps_configured.toFixed(1)}` : "")],
       ["丢帧 Dropped", cam.dropped], ["重连 Reconnects", cam.reconnects], ["最后一帧 Last frame", VM.time(cam.last_frame_at)],
       ["地址 Source", cam.url], ["错误 Error", cam.last_error || "—"]];
     document.getElementById("camera-facts").replaceChildren(

@@ -61,7 +61,11 @@ const VM = (() => {
   const KIND = { gathering: "聚集 gathering", camera_offline: "离线 camera offline",
                  checkpoint_unstaffed: "无人值守 unstaffed" };
   const ROLE = { viewer: "查看 viewer", operator: "值班员 operator", admin: "管理员 admin" };
+  // Audit trail actions (lower case after the Chinese, like the states above).
+  const ACTION = { acknowledge: "确认 acknowledged", false_alarm: "误报 false alarm", note: "备注 note",
+                   reviewed: "已审阅 reviewed" };
   const statusName = (s) => STATUS[s] || s;
+  const actionName = (a) => ACTION[a] || a;
   const kindName = (k) => KIND[k] || k;
   const roleName = (r) => ROLE[r] || r;
 
@@ -89,5 +93,6 @@ const VM = (() => {
       el("td", { class: inc.announcements_failed ? "bad" : "" }, anns));
   }
 
-  return { api, init, events, el, time, duration, statusName, kindName, incidentRow, role, get me() { return me; } };
+  return { api, init, events, el, time, duration, statusName, kindName, actionName, incidentRow, role,
+           get me() { return me; } };
 })();

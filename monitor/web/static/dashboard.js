@@ -1,46 +1,103 @@
-// Dashboard: one card per camera (state, people, detect fps, live image) and the open incidents.
+// Dashboard: one card per camera (state, people, last frame age, detect fps, live image) and the open incidents.
+// Cards are built once and updated in place: only changed text and classes are touched, and the live picture
+// is swapped only once the next one has loaded, so it never flickers black.
 "use strict";
 (async () => {
   const { el } = VM;
   await VM.init();
   const grid = document.getElementById("cameras");
-  const cards = new Map();
+  const cards = new Map();  // camera name -> { node, parts, cam }
+  const STALE_S = 10;       // a last frame older than this is shown in red: the picture is frozen
 
-  function card(cam) {
-    const state = !cam.reporting ? "无数据 no data" : cam.online ? "在线 online" : "离线 OFFLINE";
-    const img = cam.snapshot_url
-      ? el("img", { src: cam.snapshot_url, alt: cam.name, class: "live-img" })
-      : el("div", { class: "live-img empty" }, "暂无画面 no image");
-    const node = el("a", {
-      href: `/cameras/${encodeURIComponent(cam.name)}`, "data-camera": cam.name,
-      class: `card ${cam.online ? "online" : "offline"} ${cam.open_incidents ? "alert" : ""}`,
-    },
-      el("h3", {}, cam.name, " ", el("span", { class: "state" }, state)),
-      img,
+  const setText = (node, value) => { const s = String(value ?? ""); if (node.textContent !== s) node.textContent = s; };
+  const setClass = (node, name, on) => { if (node.classList.contains(name) !== !!on) node.classList.toggle(name, !!on); };
+
+  function build(cam) {
+    const parts = {
+      state: el("span", { class: "state" }),
+      picture: el("div", { class: "live-img empty" }, "暂无画面 no image"),
+      people: el("b", { class: "people-count" }),
+      age: el("span", { class: "frame-age", title: "最后一帧 last frame" }),
+      fps: el("span", { class: "detect-fps", title: "实际/配置检测帧率 detect rate: real / configured" }),
+      badge: el("span", { class: "badge", hidden: true }),
+      error: el("p", { class: "error", hidden: true }),
+    };
+    const node = el("a", { href: `/cameras/${encodeURIComponent(cam.name)}`, "data-camera": cam.name, class: "card" },
+      el("h3", {}, el("span", { class: "cam-name" }, cam.name), " ", parts.state),
+      parts.picture,
       el("div", { class: "numbers" },
-        el("span", { class: "people", title: "people" }, el("b", { class: "people-count" }, cam.people), " 人"),
-        el("span", {}, `检测 ${cam.detect_fps.toFixed(1)} fps`),
-        cam.open_incidents ? el("span", { class: "badge" }, `${cam.open_incidents} 未处理 open`) : ""),
-      cam.last_error && !cam.online ? el("p", { class: "error" }, cam.last_error) : "");
-    return node;
+        el("span", { class: "people", title: "people" }, parts.people, " 人"), parts.age, parts.fps, parts.badge),
+      parts.error);
+    return { node, parts, cam: null, shownSrc: null, wantedSrc: null, statusSrc: null };
+  }
+
+  // Load url off-screen, then show it: the <img> node stays, and its picture only ever changes to a loaded one.
+  function showPicture(card, url) {
+    if (!url || card.wantedSrc === url) return;
+    card.wantedSrc = url;
+    const next = new Image();
+    next.onload = () => {
+      if (card.wantedSrc !== url) return;  // a newer picture was asked for meanwhile
+      let img = card.parts.picture;
+      if (img.tagName !== "IMG") {  // the first picture replaces the "no image" box, once
+        img = el("img", { alt: card.node.dataset.camera, class: "live-img" });
+        card.parts.picture.replaceWith(img);
+        card.parts.picture = img;
+      }
+      img.src = next.src;  // already decoded and cached: swapped without an empty frame
+      card.shownSrc = url;
+    };
+    next.onerror = () => { if (card.wantedSrc === url) card.wantedSrc = card.shownSrc; };
+    next.src = url;
+  }
+
+  function frameAge(card) {
+    const at = card.cam && card.cam.last_frame_at ? Date.parse(card.cam.last_frame_at) : NaN;
+    const age = isNaN(at) ? null : Math.max(0, (Date.now() - at) / 1000);
+    const text = age === null ? "最后帧 no frame yet" : age < 60 ? `最后帧 frame ${Math.round(age)} s ago`
+      : age < 3600 ? `最后帧 frame ${Math.floor(age / 60)} min ago` : `最后帧 frame ${Math.floor(age / 3600)} h ago`;
+    setText(card.parts.age, text);
+    setClass(card.parts.age, "stale", age === null || age > STALE_S);
   }
 
   function show(cam) {
-    const node = card(cam);
-    const old = cards.get(cam.name);
-    if (old) old.replaceWith(node); else grid.append(node);
-    cards.set(cam.name, node);
+    let card = cards.get(cam.name);
+    if (!card) { card = build(cam); cards.set(cam.name, card); grid.append(card.node); }
+    card.cam = cam;
+    const fresh = cam.snapshot_url !== card.statusSrc;  // a new status picture (the 4 s refresh asks on its own)
+    card.statusSrc = cam.snapshot_url;
+    const { node, parts } = card;
+    setClass(node, "online", cam.online);
+    setClass(node, "offline", !cam.online);
+    setClass(node, "alert", cam.open_incidents > 0);
+    setText(parts.state, !cam.reporting ? "无数据 no data" : cam.online ? "在线 online" : "离线 OFFLINE");
+    setText(parts.people, cam.people);
+    const configured = cam.detect_fps_configured;
+    setText(parts.fps, configured ? `检测 detect ${cam.detect_fps.toFixed(1)}/${configured.toFixed(1)} fps`
+      : `检测 detect ${cam.detect_fps.toFixed(1)} fps`);
+    setClass(parts.fps, "slow", !!configured && cam.online && cam.detect_fps < configured * 0.8);
+    parts.badge.hidden = !cam.open_incidents;
+    setText(parts.badge, cam.open_incidents ? `${cam.open_incidents} 未处理 open` : "");
+    const error = cam.last_error && !cam.online ? cam.last_error : "";
+    parts.error.hidden = !error;
+    setText(parts.error, error);
+    frameAge(card);
+    if (fresh) showPicture(card, cam.snapshot_url);
   }
 
   async function loadCameras() {
     for (const cam of await VM.api("/api/cameras")) show(cam);
   }
 
+  let openShown = null;
   async function loadOpen() {
     const page = await VM.api("/api/incidents?status=open&limit=50");
+    const key = JSON.stringify(page.items);
+    if (key === openShown) return;  // unchanged: keep the rows (and their thumbnails) as they are
+    openShown = key;
     const body = document.querySelector("#open-incidents tbody");
     body.replaceChildren(...page.items.map(VM.incidentRow));
-    if (!page.items.length) body.append(el("tr", {}, el("td", { class: "muted" }, "没有未处理事件 none")));
+    if (!page.items.length) body.append(el("tr", {}, el("td", { class: "muted", colspan: 8 }, "没有未处理事件 none")));
     document.getElementById("open-total").textContent = page.items.length ? `${page.items.length} 未处理 open` : "";
   }
 
@@ -63,10 +120,14 @@
 
   await Promise.all([loadCameras(), loadOpen(), loadHealth()]);
   VM.events({ camera: show, incident: () => { loadOpen(); loadCameras(); } });
+  setInterval(() => { for (const card of cards.values()) frameAge(card); }, 1000);
   // The live image is rewritten in place every few seconds: reload it even if no status event came.
   setInterval(() => {
-    for (const img of grid.querySelectorAll("img.live-img")) {
-      const url = new URL(img.src); url.searchParams.set("r", Date.now()); img.src = url.pathname + url.search;
+    for (const card of cards.values()) {
+      if (!card.cam || !card.cam.snapshot_url) continue;
+      const url = new URL(card.cam.snapshot_url, location.href);
+      url.searchParams.set("r", Date.now());
+      showPicture(card, url.pathname + url.search);
     }
   }, 4000);
 })();

@@ -39,8 +39,10 @@
       el("li", { class: t.ok === false ? "bad" : "" }, el("time", {}, VM.time(t.at)), " ", t.what)));
     const audit = document.querySelector("#audit tbody");
     audit.replaceChildren(...inc.audit.map((a) =>
-      el("tr", {}, el("td", {}, VM.time(a.at)), el("td", {}, a.user), el("td", {}, a.action), el("td", {}, a.note || ""))));
-    if (!inc.audit.length) audit.append(el("tr", {}, el("td", { class: "muted" }, "暂无 none yet")));
+      el("tr", {}, el("td", {}, VM.time(a.at)), el("td", {}, a.user),
+        el("td", { class: "audit-action", "data-action": a.action }, VM.actionName(a.action)),
+        el("td", { class: "note" }, a.note || ""))));
+    if (!inc.audit.length) audit.append(el("tr", {}, el("td", { class: "muted", colspan: 4 }, "暂无 none yet")));
   }
 
   async function act(action, note) {
