@@ -265,6 +265,7 @@ def test_cameras_and_incident_list_filters_newest_first_paginated(site: Site) ->
     assert listing(kind="camera_offline") == [offline]
     assert listing(status="open") == [offline]
     assert listing(status="acknowledged") == [ids[1]]
+    assert listing(status="closed") == ids, "every ended incident, the acknowledged one included"
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now - 3600 * 3 - 60))
     until = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now - 3600 * 1 + 60))
     assert listing(since=since, until=until) == ids[1:4]

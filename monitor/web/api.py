@@ -149,7 +149,11 @@ def list_incidents(
     camera: Annotated[str | None, Query(max_length=200, description="Only this camera.")] = None,
     kind: Annotated[str | None, Query(max_length=64, description="Only this type (gathering, ...).")] = None,
     status: Annotated[
-        Literal["open", "closed", "acknowledged", "false_alarm"] | None, Query(description="Only this status.")
+        Literal["open", "closed", "acknowledged", "false_alarm"] | None,
+        Query(
+            description="open: ongoing, not reviewed; closed: ended (reviewed or not); acknowledged, false_alarm: "
+            "reviewed so."
+        ),
     ] = None,
     since: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601; no zone = local).")] = None,
     until: Annotated[datetime | None, Query(description="Opened at or before (ISO 8601; no zone = local).")] = None,

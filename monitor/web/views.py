@@ -339,6 +339,14 @@ def _sort_key(at: str) -> float:
         return 0.0
 
 
+def matches_status(incident: Incident, status: str) -> bool:
+    """``closed`` means the situation ended, whatever staff made of it (acknowledged and false alarms included);
+    ``open`` means ongoing and not yet reviewed; ``acknowledged`` and ``false_alarm`` are review states."""
+    if status == "closed":
+        return not incident.is_open
+    return incident.status == status
+
+
 def find_incidents(
     client: redis.Redis,
     *,
@@ -365,7 +373,7 @@ def find_incidents(
         for incident in incidents(client, ids):
             if (camera and incident.camera != camera) or (kind and incident.kind != kind):
                 continue
-            if status and incident.status != status:
+            if status and not matches_status(incident, status):
                 continue
             if skipped < offset:
                 skipped += 1
