@@ -180,11 +180,11 @@ class Engine:
         return None if self.disk.ok() else self.disk.reason
 
     def health(self) -> EngineHealth:
-        """Degraded while incident changes wait for the store, media cannot be written, or actions failed."""
+        """Degraded while incident changes wait for the store or media cannot be written; failed actions counted."""
         pending = self.outbox.pending() if self.outbox is not None else 0
         store_error = self.delivery.last_error if self.delivery is not None else None
         media = self.media_problem()
-        failures = self.dispatcher.stats.failures if self.dispatcher is not None else 0
+        failures = self.dispatcher.failures if self.dispatcher is not None else 0
         return EngineHealth(bool(pending or store_error or media), pending, store_error, media, failures)
 
     def _build_camera(self, name: str) -> CameraRuntime:
@@ -433,26 +433,23 @@ class Engine:
         obs = Observation(cam.name, frame.ts, detections, zones)
         cam.last, cam.last_frame = obs, frame
         for active in cam.rules:
-            step = active.runtime.step(obs, polygons)
-            if _worth_dispatching(step):
-                evidence = None
-                if any(t.kind == "opened" for t in step.transitions):
-                    evidence = Evidence(frame, obs, polygons, active.config.zone)
-                self._dispatch(cam, active, step, evidence)
+            self._dispatch(cam, active, active.runtime.step(obs, polygons), frame, obs)
 
     def tick_rules(self, now: float) -> None:
         """Advance schedules, repeats and escalations even for cameras that send nothing."""
         for cam in self.cameras.values():
             for active in cam.rules:
-                step = active.runtime.tick(now)
-                if _worth_dispatching(step):
-                    evidence = None
-                    if cam.last is not None and cam.last_frame is not None and step.transitions:
-                        polygons = cam.zone_polygons(cam.last_frame.size)
-                        evidence = Evidence(cam.last_frame, cam.last, polygons, active.config.zone)
-                    self._dispatch(cam, active, step, evidence)
+                self._dispatch(cam, active, active.runtime.tick(now), cam.last_frame, cam.last)
 
-    def _dispatch(self, cam: CameraRuntime, active: ActiveRule, step: RuleStep, evidence: Evidence | None) -> None:
+    def _dispatch(
+        self, cam: CameraRuntime, active: ActiveRule, step: RuleStep, frame: Frame | None, obs: Observation | None
+    ) -> None:
+        """Hand a step to the dispatcher if it changed anything; an opening carries its frame for the snapshot."""
+        if not (step.transitions or step.decision.notable):  # most steps change nothing: they stay on the loop
+            return
+        evidence = None
+        if frame is not None and obs is not None and any(t.kind == "opened" for t in step.transitions):
+            evidence = Evidence(frame, obs, cam.zone_polygons(frame.size), active.config.zone)
         rule = active.config
         speech = None
         if rule.announcement:
@@ -486,8 +483,3 @@ class Engine:
                 self.dispatcher.submit(
                     RuleOutput(cam.offline.rule_id, "camera_offline", cam.name, None, tuple(step.transitions))
                 )
-
-
-def _worth_dispatching(step: RuleStep) -> bool:
-    """Only transitions and notable decisions leave the loop (most steps change nothing)."""
-    return bool(step.transitions) or step.decision.notable

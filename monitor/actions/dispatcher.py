@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -137,18 +137,11 @@ class _Tracked:
     closed_at: float | None = None  # monotonic time it closed (evicted CLOSED_KEPT_S later)
 
 
-@dataclass
-class DispatchStats:
-    """Counters for the page and tests."""
-
-    handled: int = 0
-    failures: int = 0
-    last_failure: str | None = None
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-
 class Dispatcher:
-    """Owns the incidents this engine has open and every side effect of their changes."""
+    """Owns the incidents this engine has open and every side effect of their changes.
+
+    Its incident maps are touched only by its own thread; other threads talk to it through ``submit``.
+    """
 
     def __init__(
         self,
@@ -173,28 +166,16 @@ class Dispatcher:
         self.announcer: Announcer | None = None  # replaced when the speakers change (hot reload)
         self.on_opened = on_opened
         self.on_played = on_played
-        self.stats = DispatchStats()
+        self.failures = 0  # messages whose handling raised (logged with their traceback)
         self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._by_rule: dict[str, str] = {}  # rule id -> its open incident's id
         self._incidents: dict[str, _Tracked] = {}
-        self._lock = threading.Lock()  # guards the two maps for readers on other threads
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     # -- the loop's side -------------------------------------------------------------------------
     def submit(self, message: Message) -> None:
         """Hand over a rule output or a command; never blocks, never raises."""
         self._queue.put(message)
-
-    def open_incident(self, rule_id: str) -> Incident | None:
-        """The rule's open incident as the dispatcher knows it (for status and tests)."""
-        with self._lock:
-            incident_id = self._by_rule.get(rule_id)
-            return None if incident_id is None else self._incidents[incident_id].incident
-
-    def known_ids(self) -> set[str]:
-        """Ids of every incident this run has handled (open or recently closed)."""
-        with self._lock:
-            return set(self._incidents)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Dispatcher:
@@ -211,10 +192,8 @@ class Dispatcher:
         while (message := self._queue.get()) is not None:
             try:
                 self._handle(message)
-                self.stats.handled += 1
-            except Exception as exc:  # one bad message must never stop the incident pipeline
-                self.stats.failures += 1
-                self.stats.last_failure = f"{type(message).__name__}: {type(exc).__name__}: {exc}"
+            except Exception:  # one bad message must never stop the incident pipeline
+                self.failures += 1
                 log.exception("dispatcher: %s failed", type(message).__name__)
             self._evict()
 
@@ -319,8 +298,7 @@ class Dispatcher:
         tracked.closed_at = time.monotonic()
         rule = tracked.incident.rule
         if self._by_rule.get(rule) == incident_id:
-            with self._lock:
-                del self._by_rule[rule]
+            del self._by_rule[rule]
         log.warning("INCIDENT %s closed (%s, peak %d)", incident_id, closed_by, tracked.incident.peak_count)
         self._notify(incident_id, "closed")
 
@@ -374,10 +352,9 @@ class Dispatcher:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _track(self, incident: Incident) -> None:
-        with self._lock:
-            self._incidents[incident.id] = _Tracked(incident)
-            if incident.is_open:
-                self._by_rule[incident.rule] = incident.id
+        self._incidents[incident.id] = _Tracked(incident)
+        if incident.is_open:
+            self._by_rule[incident.rule] = incident.id
 
     def _change(self, incident_id: str, kind: ChangeKind, **data: Any) -> None:
         tracked = self._incidents.get(incident_id)
@@ -386,7 +363,6 @@ class Dispatcher:
             return
         tracked.incident, change = tracked.incident.change(kind, **data)
         self.outbox.put(change, tracked.incident)
-        self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
 
     def _notify(self, incident_id: str, event: Literal["opened", "closed"]) -> None:
         if self.notifier is not None:
@@ -395,11 +371,8 @@ class Dispatcher:
     def _evict(self) -> None:
         """Forget closed incidents once late results can no longer come (bounded memory over weeks)."""
         cutoff = time.monotonic() - CLOSED_KEPT_S
-        stale = [i for i, t in self._incidents.items() if t.closed_at is not None and t.closed_at < cutoff]
-        if stale:
-            with self._lock:
-                for incident_id in stale:
-                    del self._incidents[incident_id]
+        for incident_id in [i for i, t in self._incidents.items() if t.closed_at is not None and t.closed_at < cutoff]:
+            del self._incidents[incident_id]
 
     def _now_iso(self) -> str | None:
         return iso(self.clock.now())

@@ -11,7 +11,7 @@ Updates are optimistic transactions (WATCH/MULTI), so several engines can share 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import redis
@@ -113,15 +113,6 @@ class IncidentStore:
         """One incident, typed, or None."""
         record = self.get(incident_id)
         return None if record is None else Incident.from_record(record)
-
-    def open_incidents(self, cameras: Iterable[str]) -> list[Incident]:
-        """Incidents of these cameras that are still open (for recovery after a crash)."""
-        wanted = set(cameras)
-        return [
-            Incident.from_record(rec)
-            for rec in self.list(newest_first=False)
-            if rec.get("camera") in wanted and rec.get("closed_ts") is None
-        ]
 
     def list(self, newest_first: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Incident records in time order."""

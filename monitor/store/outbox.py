@@ -50,7 +50,7 @@ class Outbox:
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._memory: deque[IncidentChange] = deque()  # written when the disk refused; delivered after the disk's
-        self._open_in_memory: dict[str, Incident | None] = {}  # open-incident copies not yet on disk
+        self._copies_in_memory: dict[str, Incident] = {}  # the newest copy of each incident not yet on disk
         self.problem: str | None = None
         self.added = threading.Event()  # set on every put: wakes the delivery thread
 
@@ -66,7 +66,7 @@ class Outbox:
                     self.problem = f"outbox not writable ({exc}): changes wait in memory"
                     log.error("%s", self.problem)
             self._memory.append(change)
-            self._open_in_memory[incident.id] = incident if incident.is_open else None
+            self._copies_in_memory[incident.id] = incident
         self.added.set()
 
     def _spill(self) -> bool:
@@ -76,16 +76,13 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 for change in self._memory:
                     self._insert(change)
-                for incident_id, incident in self._open_in_memory.items():
-                    if incident is None:
-                        self._db.execute("DELETE FROM open_incidents WHERE id = ?", (incident_id,))
-                    else:
-                        self._keep(incident)
+                for incident in self._copies_in_memory.values():
+                    self._keep(incident)
         except sqlite3.Error:
             return False
         log.info("outbox writable again: %d change(s) moved from memory to disk", len(self._memory))
         self._memory.clear()
-        self._open_in_memory.clear()
+        self._copies_in_memory.clear()
         self.problem = None
         return True
 
@@ -102,6 +99,7 @@ class Outbox:
         )
 
     def _keep(self, incident: Incident) -> None:
+        """Keep this engine's copy of an open incident; forget a closed one."""
         if incident.is_open:
             self._db.execute(
                 "INSERT OR REPLACE INTO open_incidents (id, rule, record) VALUES (?, ?, ?)",
@@ -135,18 +133,14 @@ class Outbox:
         while True:  # the disk's queue is empty: now the changes that waited in memory
             with self._lock:
                 if not self._memory:
-                    self._flush_open_copies()
+                    if self._copies_in_memory:  # their changes are delivered; the copies still go to disk
+                        self._spill()
                     return delivered
                 change = self._memory[0]
             apply(change)
             with self._lock:
                 self._memory.popleft()
             delivered += 1
-
-    def _flush_open_copies(self) -> None:
-        """Memory drained by delivery: write the open-incident copies kept in memory, if the disk takes them."""
-        if self._open_in_memory:
-            self._spill()
 
     def open_incidents(self) -> list[Incident]:
         """This engine's incidents that were open when it last wrote them (for recovery)."""
