@@ -10,7 +10,13 @@ import yaml
 
 from detectors import Detector, DetectorConfig, create_detector
 
-pytest_plugins = ["tests.support.pulse", "tests.support.rtsp", "tests.support.redis_server", "tests.support.web"]
+pytest_plugins = [
+    "tests.support.browser",
+    "tests.support.pulse",
+    "tests.support.rtsp",
+    "tests.support.redis_server",
+    "tests.support.web",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 

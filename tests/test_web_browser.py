@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,68 +13,25 @@ from monitor.engine import Engine
 from monitor.incident import Incident, new_incident_id
 from monitor.store.disk import DiskGuard
 from monitor.store.outbox import Outbox
+from tests.support.browser import login, until
 from tests.support.web import Site, make_media, publish_camera, running_site, seed_incident, write_config
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium (no Playwright browser download)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("apt-get install chromium")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-def _login(browser: Any, site: Site, user: str, password: str, path: str = "/") -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    page.set_default_timeout(10_000)
-    page.goto(site.url + path)
-    assert "/login" in page.url  # not logged in yet: sent to the login page
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("#login-button")
-    page.wait_for_url(site.url + path)
-    return page
-
-
-def _until(page: Any, script: str, arg: Any = None, timeout: float = 10.0) -> None:
-    """Poll a JS expression (page.evaluate goes around the page's strict CSP; wait_for_function does not)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(script, arg):
-        assert time.monotonic() < deadline, f"timed out waiting for {script}"
-        time.sleep(0.1)
 
 
 def test_operator_reviews_and_acknowledges_viewer_cannot(site: Site, browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     incident = seed_incident(site.client, clip=site.media["clip"], snapshot=site.media["snapshot"], close=False)
-    viewer = _login(browser, site, "view", "view-pass-1", "/incidents")
+    viewer = login(browser, site, "view", "view-pass-1", "/incidents")
     viewer_row = viewer.locator(f'tr[data-id="{incident}"]')
     expect(viewer_row).to_have_attribute("data-status", "open")
 
-    page = _login(browser, site, "oper", "oper-pass-1")
+    page = login(browser, site, "oper", "oper-pass-1")
     card = page.locator('[data-camera="gate"]')
     expect(card.locator(".people-count")).to_have_text("3")
     expect(card).to_have_class(re.compile(r"\balert\b"))  # an open incident on this camera
-    _until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
+    until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
     publish_camera(site.client, "gate", site.media["live"], people=6)  # the engine's next status, pushed live
     expect(card.locator(".people-count")).to_have_text("6")
     page.screenshot(path=str(tmp_path / "dashboard.png"))
@@ -85,16 +40,16 @@ def test_operator_reviews_and_acknowledges_viewer_cannot(site: Site, browser: An
     page.wait_for_url(f"{site.url}/cameras/gate")
     expect(page.locator('#zones polygon[data-zone="门口"]')).to_have_count(1)
     expect(page.locator("#zones text")).to_have_text("门口: 2")
-    _until(page, "document.getElementById('live-image').naturalWidth === 768")
+    until(page, "document.getElementById('live-image').naturalWidth === 768")
     page.screenshot(path=str(tmp_path / "camera.png"))
 
     page.click("text=事件 Incidents")
     page.click(f'tr[data-id="{incident}"] a.open-link')
     page.wait_for_url(f"{site.url}/incidents/{incident}")
     expect(page.locator("#inc-status")).to_have_attribute("data-status", "open")
-    _until(page, "document.getElementById('snapshot').naturalWidth > 0")
+    until(page, "document.getElementById('snapshot').naturalWidth > 0")
     page.evaluate("document.getElementById('clip').play()")
-    _until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
+    until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
     assert page.evaluate("document.getElementById('clip').videoWidth") == 768
 
     page.click("#ack")
@@ -128,8 +83,8 @@ def test_admin_draws_a_zone_on_the_live_picture_and_saves_it(site: Site, browser
     config_path = site.config.path
     comment = "# integrator's note kept across edits"
     config_path.write_text(comment + "\n" + config_path.read_text())
-    page = _login(browser, site, "admin", "admin-pass-1", "/cameras/gate")
-    _until(page, "document.getElementById('live-image').naturalWidth === 768")
+    page = login(browser, site, "admin", "admin-pass-1", "/cameras/gate")
+    until(page, "document.getElementById('live-image').naturalWidth === 768")
     page.fill("#zone-name", "checkpoint")
     image = page.locator("#live-image").bounding_box()
     for fx, fy in [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]:
@@ -148,7 +103,7 @@ def test_admin_draws_a_zone_on_the_live_picture_and_saves_it(site: Site, browser
     page.reload()  # the page outlines the saved zone from the re-read file, without a server restart
     expect(page.locator('#zones polygon[data-zone="checkpoint"]')).to_have_count(1)
 
-    viewer = _login(browser, site, "view", "view-pass-1", "/cameras/gate")
+    viewer = login(browser, site, "view", "view-pass-1", "/cameras/gate")
     expect(viewer.locator("#zone-save")).to_be_hidden()
     status = viewer.evaluate(
         """async () => (await fetch("/api/cameras/gate/zones/x", {method: "PUT", body: JSON.stringify(
@@ -207,13 +162,13 @@ def test_incident_made_by_the_engine_is_reviewed_acknowledged_and_exported(
     server = WebServer(create_app(client, load_config(path)), port=0).start()
     try:
         site = Site(server.url, client, load_config(path), {}, None)  # type: ignore[arg-type]
-        page = _login(browser, site, "oper", "oper-pass-1", "/incidents")
+        page = login(browser, site, "oper", "oper-pass-1", "/incidents")
         row = page.locator('tr[data-status="closed"]').first
         expect(row).to_contain_text("plaza")
         row.locator("a.open-link").click()
         page.wait_for_url(re.compile(r".*/incidents/[0-9a-f-]+$"))
         page.evaluate("document.getElementById('clip').play()")
-        _until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
+        until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
         assert page.evaluate("document.getElementById('clip').videoWidth") == 768
         page.click("#ack")
         expect(page.locator("#inc-status")).to_have_attribute("data-status", "acknowledged")
@@ -243,8 +198,8 @@ def test_the_dashboard_says_why_the_engine_is_degraded(
     opened, change = new.opening()
     engine.outbox.put(change, opened)  # not delivered: no delivery thread runs
     with running_site(redis_url, config, media, engine_health=lambda: engine.health().to_json()) as site:
-        page = _login(browser, site, "oper", "oper-pass-1")
-        _until(page, "() => !document.querySelector('[data-testid=engine-health]').hidden")
+        page = login(browser, site, "oper", "oper-pass-1")
+        until(page, "() => !document.querySelector('[data-testid=engine-health]').hidden")
         banner = page.inner_text("[data-testid=engine-health]")
         page.screenshot(path=str(tmp_path / "degraded.png"))
     assert "DEGRADED" in banner and "1 条事件变更待写入" in banner and "disk_full" in banner, banner
@@ -272,16 +227,16 @@ _WATCH_PICTURE = """() => {
 def test_dashboard_cards_update_in_place_without_flicker(site: Site, browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    page = _login(browser, site, "oper", "oper-pass-1")
+    page = login(browser, site, "oper", "oper-pass-1")
     card = page.locator('[data-camera="gate"]')
-    _until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
+    until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
     page.evaluate(_WATCH_PICTURE)
     for people in (4, 5, 6, 7, 8):
         time.sleep(1.1)  # the picture's URL carries the status time in seconds: each update brings a new one
         publish_camera(site.client, "gate", site.media["live"], people=people)
         expect(card.locator(".people-count")).to_have_text(str(people))
     # the 4 s refresh and the last status picture both load, then swap in
-    _until(page, "window.__vmSrcs.size >= 4", timeout=10)
+    until(page, "window.__vmSrcs.size >= 4", timeout=10)
     page.evaluate("window.__vmWatch = false")
     kept = page.evaluate(
         """() => { const c = document.querySelector('[data-camera=gate]');
@@ -303,7 +258,7 @@ def test_dashboard_shows_frame_age_and_detect_rate_against_configured(site: Site
     http.close()
     assert cams["gate"]["detect_fps_configured"] == 2.0  # streams.yaml's default detect_fps
 
-    page = _login(browser, site, "oper", "oper-pass-1")
+    page = login(browser, site, "oper", "oper-pass-1")
     card = page.locator('[data-camera="gate"]')
     expect(card.locator(".frame-age")).to_have_text(re.compile(r"\b\d s ago$"))
     expect(card.locator(".frame-age")).not_to_have_class(re.compile(r"\bstale\b"))
@@ -331,7 +286,7 @@ def test_open_incidents_have_headers_and_audit_shows_action_labels(site: Site, b
     from playwright.sync_api import expect
 
     incident = seed_incident(site.client, close=False)
-    page = _login(browser, site, "oper", "oper-pass-1")
+    page = login(browser, site, "oper", "oper-pass-1")
     expect(page.locator(f'#open-incidents tr[data-id="{incident}"]')).to_have_count(1)
     headers = " ".join(page.locator("#open-incidents thead th").all_inner_texts())
     for word in ("Camera", "Kind", "zone", "Opened", "People", "Status"):
@@ -376,18 +331,18 @@ def test_narrow_screen_and_long_url_note_do_not_scroll_sideways(site: Site, brow
     assert http.post(f"/api/incidents/{incident}/note", json={"note": f"see {url}"}).status_code == 200
     http.close()
 
-    page = _login(browser, site, "oper", "oper-pass-1", f"/incidents/{incident}")
+    page = login(browser, site, "oper", "oper-pass-1", f"/incidents/{incident}")
     expect(page.locator("#audit")).to_contain_text("a-very-long-path-segment")
     _no_sideways_scroll(page)  # a wide screen wraps the URL too
     page.set_viewport_size({"width": 390, "height": 800})
-    _until(page, "document.getElementById('snapshot').naturalWidth > 0")
+    until(page, "document.getElementById('snapshot').naturalWidth > 0")
     _no_sideways_scroll(page)
     _header_parts_apart(page)
     page.screenshot(path=str(tmp_path / "incident-390.png"), full_page=True)
 
     page.goto(site.url + "/")
     expect(page.locator(f'#open-incidents tr[data-id="{incident}"]')).to_have_count(1)
-    _until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
+    until(page, "document.querySelector('[data-camera=gate] img.live-img')?.naturalWidth === 768")
     _no_sideways_scroll(page)
     _header_parts_apart(page)
     page.screenshot(path=str(tmp_path / "dashboard-390.png"), full_page=True)

@@ -23,6 +23,9 @@ TITLES = {
     "camera": "摄像头 Camera",
     "incidents": "事件 Incidents",
     "incident": "事件 Incident",
+    "timeline": "时间线 Timeline",
+    "speakers": "喇叭 Speakers",
+    "users": "用户 Users",
 }
 router = APIRouter(include_in_schema=False)
 
@@ -78,3 +81,21 @@ def incidents_page(request: Request) -> Response:
 def incident_page(request: Request, incident_id: Annotated[str, PathParam(max_length=64)]) -> Response:
     """One incident: clip, snapshot, timeline, actions."""
     return _page(request, "incident")
+
+
+@router.get("/timeline")
+def timeline_page(request: Request) -> Response:
+    """Incidents of every camera over the last hours, a bar per camera."""
+    return _page(request, "timeline")
+
+
+@router.get("/speakers")
+def speakers_page(request: Request) -> Response:
+    """Every speaker: checked health, last announcement, a test button."""
+    return _page(request, "speakers")
+
+
+@router.get("/users")
+def users_page(request: Request) -> Response:
+    """Accounts (the API lets admins only)."""
+    return _page(request, "users")

@@ -27,6 +27,8 @@ const VM = (() => {
   async function init() {
     me = await api("/api/me");
     document.getElementById("me").textContent = `${me.user} (${roleName(me.role)})`;
+    const usersLink = document.getElementById("nav-users");
+    if (usersLink) usersLink.hidden = me.role !== "admin";
     document.getElementById("logout").addEventListener("click", async () => {
       await api("/auth/logout", { method: "POST" }).catch(() => null);
       location.href = "/login";
