@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from monitor.web.auth import optional_session
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 TITLES = {
     "dashboard": "摄像头 Cameras",
     "camera": "摄像头 Camera",
@@ -34,8 +35,11 @@ router = APIRouter(include_in_schema=False)
 def _render(name: str) -> str:
     layout = (TEMPLATES / "_layout.html").read_text(encoding="utf-8")
     main = (TEMPLATES / f"{name}.html").read_text(encoding="utf-8")
+    own_style = STATIC / f"{name}.css"  # a page's own rules, beside the shared app.css
+    style = f'<link rel="stylesheet" href="/static/{name}.css">' if own_style.is_file() else ""
     return (
         layout.replace("{{title}}", f"{TITLES[name]} · 村庄监控")
+        .replace("{{style}}", style)
         .replace("{{script}}", f"{name}.js")
         .replace("{{main}}", main.strip())
     )

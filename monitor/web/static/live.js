@@ -1,0 +1,2 @@
+// Live video on the camera page (filled in by the live-video work).
+"use strict";
