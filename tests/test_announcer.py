@@ -24,6 +24,7 @@ from speakers.rtp_wire import RtpPacket, parse_rtp
 from tests.support.audio_compare import best_alignment
 from tests.support.trickle_server import TrickleServer
 from tests.support.vapix_server import FakeVapix
+from tests.support.waiting import wait_until
 
 CONFIG = TypeAdapter(SpeakerConfig)
 
@@ -79,7 +80,8 @@ class Horn:
                 data = self.sock.recv(2048)
             except TimeoutError:
                 continue
-            self.packets.append(parse_rtp(data, time.monotonic()))
+            if len(data) >= 12:  # like a real receiver, drop what cannot be RTP (the health probe's empty datagram)
+                self.packets.append(parse_rtp(data, time.monotonic()))
 
     def streams(self) -> list[list[RtpPacket]]:
         """Packets grouped by SSRC (one per announcement), in order of first arrival."""
@@ -286,13 +288,13 @@ def test_health_monitor_reports_each_speaker_without_waiting_for_others(horns: l
     configs = {
         "live": horns[0].config,
         "silent": CONFIG.validate_python(
-            {"kind": "sip", "uri": f"sip:x@127.0.0.1:{hole.getsockname()[1]}", "timeout_s": 1}
+            {"kind": "sip", "uri": f"sip:x@127.0.0.1:{hole.getsockname()[1]}", "timeout_s": 4}
         ),
     }
     monitor = HealthMonitor({n: create_speaker(n, c) for n, c in configs.items()}, interval_s=60).start()
-    time.sleep(0.2)
+    wait_until(lambda: monitor.status()["live"] is not None, 3, "the RTP probe (under a second) reports")
     early = monitor.status()
-    time.sleep(1.0)
+    wait_until(lambda: monitor.status()["silent"] is not None, 10, "the silent SIP speaker times out")
     late = monitor.status()
     monitor.close()
     hole.close()

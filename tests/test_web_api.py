@@ -147,7 +147,7 @@ def test_admin_manages_users(site: Site) -> None:
     admin, operator = site.login("admin"), site.login("oper")
     assert operator.get("/api/users").status_code == 403
     assert admin.put("/api/users/张三", json={"role": "viewer", "password": "zhang-pass-1"}).status_code == 200
-    assert {"name": "张三", "role": "viewer"} in admin.get("/api/users").json()
+    assert ("张三", "viewer") in [(u["name"], u["role"]) for u in admin.get("/api/users").json()]
     zhang = site.login("张三", "zhang-pass-1")
     assert admin.delete("/api/users/张三").status_code == 204
     assert zhang.get("/api/me").status_code == 401  # the session dies with the account
@@ -489,3 +489,34 @@ def test_unicode_zone_names_work_end_to_end_and_unfit_names_are_refused(site: Si
     assert row["id"] == incident and row["zone"] == "门口"
     assert viewer.get(f"/api/incidents/{incident}").json()["zone"] == "门口"
     assert viewer.get("/cameras/gate").status_code == 200
+
+
+def test_only_an_admin_with_the_csrf_token_saves_a_zone_and_refusals_say_why(site: Site) -> None:
+    path = site.config.path
+    before = path.read_bytes()
+    square = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8]]
+    for user in ("view", "oper"):
+        assert site.login(user).put("/api/cameras/gate/zones/z", json={"points": square}).status_code == 403
+    admin = site.login("admin")
+    token = admin.headers.pop("X-CSRF-Token")
+    assert admin.put("/api/cameras/gate/zones/z", json={"points": square}).status_code == 403
+    admin.headers["X-CSRF-Token"] = token
+    res = admin.put("/api/cameras/gate/zones/z", json={"points": square[:2]})
+    assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "points"], res.text
+    res = admin.put("/api/cameras/gate/zones/z", json={"points": [[0.2, 0.2], [1.2, 0.2], [0.8, 0.8]]})
+    assert res.status_code == 422
+    assert res.json()["detail"] == "points must be relative coordinates between 0 and 1 (corner 2 is not)"
+    assert path.read_bytes() == before
+
+    res = admin.put("/api/cameras/gate/zones/z", json={"points": square})
+    assert res.status_code == 200, res.text
+    saved = res.json()
+    assert saved["snippet"] == "z: {points: [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8]]}\n"
+    assert saved["snippet"] in path.read_text(encoding="utf-8")
+    assert [(z["name"], z["points"]) for z in saved["camera"]["zone_shapes"]][1:] == [("z", square)]
+
+    # a file broken by hand meanwhile: the save is refused with the loader's words, not the server's paths
+    path.write_text(path.read_text(encoding="utf-8").replace("data_dir:", "data_dri:"), encoding="utf-8")
+    res = admin.put("/api/cameras/gate/zones/z2", json={"points": square})
+    assert res.status_code == 422 and "data_dri" in res.json()["detail"], res.text
+    assert str(path.parent) not in res.text

@@ -75,42 +75,121 @@ def test_operator_reviews_and_acknowledges_viewer_cannot(site: Site, browser: An
     assert refused == 403
 
 
-def test_admin_draws_a_zone_on_the_live_picture_and_saves_it(site: Site, browser: Any, tmp_path: Path) -> None:
+HAND_WRITTEN = """\
+# streams.yaml of the test village: comments, quoting, blank lines and key order must survive a save
+data_dir: 'DATA_DIR'   # single-quoted
+
+cameras:
+  # the gate, seen from the shop
+  gate:
+    url: "rtsp://admin:SECRET@10.0.0.5:554/stream1"   # double-quoted
+    zones:
+      "门口": {points: [[0.1, 0.5], [0.6, 0.5], [0.6, 0.95], [0.1, 0.95]]}  # the doorway
+
+  square: {url: rtsp://10.0.0.6/live, zones: {px: {points: [[10, 10], [300, 10], [300, 200]]}}}
+"""
+
+_DRAWN = """() => {
+  const outline = document.querySelector('#zones .drawing');
+  return {points: outline.getAttribute('points').trim().split(/\\s+/).filter(Boolean).length,
+          corners: document.querySelectorAll('#zones circle.corner').length, tag: outline.__vmTag || null,
+          door: document.querySelector('#zones polygon[data-zone="门口"]').__vmTag || null,
+          name: document.getElementById('zone-name').value, page: window.__vmPage || null};
+}"""
+
+
+def _corners(text: str) -> list[tuple[float, float]]:
+    """The corners in a YAML line, to the precision a mouse click on a picture has."""
+    numbers = [round(float(n), 2) for n in re.findall(r"\d+(?:\.\d+)?", text)]
+    return list(zip(numbers[::2], numbers[1::2], strict=True))
+
+
+def _click_stage(page: Any, fx: float, fy: float) -> None:
+    """Click at a fraction of the stage: the picture or the live video, whichever fills it."""
+    stage = page.locator("#stage").bounding_box()
+    page.mouse.click(stage["x"] + fx * stage["width"], stage["y"] + fy * stage["height"])
+
+
+def test_admin_draws_a_zone_across_live_updates_and_saves_it_into_the_hand_written_file(
+    site: Site, browser: Any, tmp_path: Path
+) -> None:
+    """The drawing survives the camera's live updates; the saved zone is drawn at once; streams.yaml gains one
+    line and nothing else; a refused save says why in words."""
     from playwright.sync_api import expect
 
     from monitor.config import load_config
+    from tests.support.web import SECRET
 
     config_path = site.config.path
-    comment = "# integrator's note kept across edits"
-    config_path.write_text(comment + "\n" + config_path.read_text())
+    config_path.write_text(
+        HAND_WRITTEN.replace("DATA_DIR", str(site.config.data_dir)).replace("SECRET", SECRET), encoding="utf-8"
+    )
+    before = config_path.read_text(encoding="utf-8")
     page = login(browser, site, "admin", "admin-pass-1", "/cameras/gate")
     until(page, "document.getElementById('live-image').naturalWidth === 768")
-    page.fill("#zone-name", "checkpoint")
-    image = page.locator("#live-image").bounding_box()
-    for fx, fy in [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]:
-        page.mouse.click(image["x"] + fx * image["width"], image["y"] + fy * image["height"])
-    expect(page.locator("#zone-yaml")).to_contain_text(
-        re.compile(r"^checkpoint: \{points: \[\[0\.1, 0\.5\], \[0\.(5|499), 0\.5\]")
-    )
-    expect(page.locator("#zones .drawing")).to_have_count(1)
+    expect(page.locator('#zones polygon[data-zone="门口"]')).to_have_count(1)
+    page.evaluate("""() => { window.__vmPage = 'this load';
+        document.querySelector('#zones polygon[data-zone="门口"]').__vmTag = 'door'; }""")
+    page.fill("#zone-name", "检查点")
+    corners = [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]
+    people = page.locator("#camera-facts .people-count")
+    for i, (fx, fy) in enumerate(corners):
+        _click_stage(page, fx, fy)
+        page.evaluate("document.querySelector('#zones .drawing').__vmTag = 'drawing'")
+        publish_camera(site.client, "gate", site.media["live"], people=20 + i)  # the engine's next status
+        expect(people).to_have_text(str(20 + i), timeout=20_000)  # ... has reached the page
+    drawn = page.evaluate(_DRAWN)
+    assert drawn == {"points": 4, "corners": 4, "tag": "drawing", "door": "door", "name": "检查点", "page": "this load"}
+    preview = page.inner_text("#zone-yaml")
+    assert preview.startswith("检查点: {points: [[") and _corners(preview) == corners, preview
     page.screenshot(path=str(tmp_path / "draw.png"))
+
     page.click("#zone-save")
-    expect(page.locator("#zone-status")).to_contain_text("Saved checkpoint")
-    text = config_path.read_text()
-    assert text.startswith(comment), "the integrator's comments survive the edit"
-    points = load_config(config_path).config.cameras["gate"].zones["checkpoint"].points
-    assert [(round(x, 1), round(y, 1)) for x, y in points] == [(0.1, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)]
-    page.reload()  # the page outlines the saved zone from the re-read file, without a server restart
-    expect(page.locator('#zones polygon[data-zone="checkpoint"]')).to_have_count(1)
+    expect(page.locator("#zone-status")).to_contain_text("Saved 检查点", timeout=15_000)
+    expect(page.locator('#zones polygon[data-zone="检查点"]')).to_have_count(1)  # drawn as saved, no reload
+    expect(page.locator("#zones text").last).to_have_text("检查点: 0")
+    drawn = page.evaluate(_DRAWN)
+    assert (drawn["points"], drawn["corners"], drawn["door"], drawn["page"]) == (0, 0, "door", "this load")
+    after = config_path.read_text(encoding="utf-8")
+    door = '      "门口": {points: [[0.1, 0.5], [0.6, 0.5], [0.6, 0.95], [0.1, 0.95]]}  # the doorway\n'
+    rest = after[after.index(door) + len(door) :]
+    added = rest[: rest.index("\n") + 1]
+    assert added.startswith("      检查点: {points: [[") and added.endswith("]]}\n"), added
+    assert _corners(added) == corners, added
+    assert after == before.replace(door, door + added), "only the new zone's line was added"
+    points = load_config(config_path).config.cameras["gate"].zones["检查点"].points
+    assert [(round(x, 1), round(y, 1)) for x, y in points] == corners
+    page.screenshot(path=str(tmp_path / "saved.png"))
+
+    # refused saves: the server's words on the page, never "HTTP 422"; the file stays as it is
+    status = page.locator("#zone-status")
+    for fx, fy in corners[:3]:
+        _click_stage(page, fx, fy)
+    page.fill("#zone-name", "a b")
+    page.click("#zone-save")
+    expect(status).to_contain_text("未保存 Not saved: zone name 'a b' may only hold letters, digits")
+    expect(status).to_have_class(re.compile(r"\bbad\b"))
+    page.click("#zone-clear")
+    for fx, fy in corners[:2]:
+        _click_stage(page, fx, fy)
+    page.fill("#zone-name", "two_corners")
+    expect(page.locator("#zone-save")).to_be_disabled()
+    page.evaluate("document.getElementById('zone-save').disabled = false")  # a stale page sends two corners anyway
+    page.click("#zone-save")
+    expect(status).to_contain_text("未保存 Not saved: points: List should have at least 3 items")
+    assert "HTTP" not in status.inner_text()
+    assert config_path.read_text(encoding="utf-8") == after
+    page.screenshot(path=str(tmp_path / "refused.png"))
 
     viewer = login(browser, site, "view", "view-pass-1", "/cameras/gate")
+    expect(viewer.locator('#zones polygon[data-zone="检查点"]')).to_have_count(1)
     expect(viewer.locator("#zone-save")).to_be_hidden()
-    status = viewer.evaluate(
+    status_code = viewer.evaluate(
         """async () => (await fetch("/api/cameras/gate/zones/x", {method: "PUT", body: JSON.stringify(
              {points: [[0, 0], [1, 0], [1, 1]]}), headers: {"Content-Type": "application/json",
              "X-CSRF-Token": (await (await fetch("/api/me")).json()).csrf_token}})).status"""
     )
-    assert status == 403
+    assert status_code == 403
 
 
 def test_incident_made_by_the_engine_is_reviewed_acknowledged_and_exported(

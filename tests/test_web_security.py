@@ -26,9 +26,9 @@ from monitor.web.app import create_app
 from monitor.web.auth import FAILURES_PER_IP, FAILURES_PER_USER_IP, password_problem, safe_next
 from monitor.web.cli import register
 from monitor.web.server import WebServer
+from tests.support.browser import ARGS, CHROMIUM
 from tests.support.processes import free_port
 from tests.support.web import Site
-from tests.test_web_browser import ARGS, CHROMIUM
 
 GOOD = "correct-horse-battery-staple"
 EVIL = [

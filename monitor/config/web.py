@@ -37,6 +37,14 @@ class WebConfig(BaseModel):
         "characters. Unset: /metrics needs a login.",
     )
 
+    episode_gap_s: float = Field(
+        120,
+        ge=0,
+        le=24 * 3600,
+        description="Incidents of one camera and rule that reopen within this many seconds after the previous one "
+        "ended are shown (and reviewed) as one episode on the incident list and the timeline. 0: no grouping.",
+    )
+
     @field_validator("trusted_proxies")
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:

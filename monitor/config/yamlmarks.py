@@ -57,19 +57,29 @@ def load_with_marks(text: str) -> tuple[Any, dict[Path_, Mark]]:
     Keys map to the position of the key itself (where a person would look to fix it);
     list items map to the position of the item.
     """
+    root = compose(text)
+    marks: dict[Path_, Mark] = {}
+    if root is None:
+        return None, marks
+    marks[()] = _mark(root)
+    return _build(root, (), marks), marks
+
+
+def compose(text: str) -> yaml.Node | None:
+    """The node tree of ``text``, read with the same rules as :func:`load_with_marks`.
+
+    Each node's ``start_mark.index``/``end_mark.index`` are character offsets into ``text``, so an edit can
+    replace exactly one value and leave every other character of the file alone. Aliases come back as the
+    anchored node itself (with the anchor's offsets). None for an empty document.
+    """
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        return yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark
         mark = Mark(m.line + 1, m.column + 1) if m is not None else None
         raise YamlSyntaxError(f"{exc.problem or exc}", mark) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(str(exc), None) from None
-    marks: dict[Path_, Mark] = {}
-    if root is None:
-        return None, marks
-    marks[()] = _mark(root)
-    return _build(root, (), marks), marks
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -88,7 +98,7 @@ def _build(node: yaml.Node, path: Path_, marks: dict[Path_, Mark]) -> Any:
                     if isinstance(built, dict):
                         merged = {**built, **merged}
                 continue
-            key = _scalar(key_node)
+            key = scalar(key_node)
             child = (*path, key)
             marks[child] = _mark(key_node)
             out[key] = _build(value_node, child, marks)
@@ -100,10 +110,10 @@ def _build(node: yaml.Node, path: Path_, marks: dict[Path_, Mark]) -> Any:
             marks[child] = _mark(item)
             items.append(_build(item, child, marks))
         return items
-    return _scalar(node)
+    return scalar(node)
 
 
-def _scalar(node: yaml.Node) -> Any:
+def scalar(node: yaml.Node) -> Any:
     """Resolve a scalar with the safe loader's own rules (ints, floats, bools, null)."""
     loader = _Loader("")
     try:

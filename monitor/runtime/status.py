@@ -50,7 +50,7 @@ class StatusReporter:
         self.ttl_s = ttl_s
         self.media_problem = media_problem
         self.on_store_error = on_store_error
-        self._speaker_problems: dict[str, str | None] = {}
+        self._speaker_problems: dict[str, tuple[str, str | None]] = {}  # speaker -> (state, problem) logged
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._store_down_until = 0.0
@@ -117,15 +117,17 @@ class StatusReporter:
         for name, health in speaker_health.status().items():
             if health is None:
                 continue
-            if self._speaker_problems.get(name, "unset") != health.problem:
-                if health.ok:
-                    log.info("speaker %s: healthy", name)
+            text = health.problem or health.unverifiable
+            if self._speaker_problems.get(name) != (health.state, text):
+                if health.state == "failed":
+                    log.warning("speaker %s: %s", name, text)
                 else:
-                    log.warning("speaker %s: %s", name, health.problem)
-                self._speaker_problems[name] = health.problem
+                    log.info("speaker %s: %s", name, "healthy" if health.ok else f"unverifiable: {text}")
+                self._speaker_problems[name] = (health.state, text)
             status: dict[str, str | int | float] = {
                 "ok": int(health.ok),
-                "problem": health.problem or "",
+                "state": health.state,
+                "problem": text or "",
                 "checked_ts": health.checked_at,
             }
             if not self._store_usable():

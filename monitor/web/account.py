@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Literal
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from monitor.incident import iso
 from monitor.web.auth import (
     COOKIE,
     CSRF_HEADER,
     UNAVAILABLE,
+    Account,
+    AccountExists,
     LoginRefused,
     User,
     admin,
@@ -22,9 +28,28 @@ from monitor.web.auth import (
     optional_session,
     safe_next,
 )
+from monitor.web.user_audit import KEEP, Action
 
-auth_router = APIRouter(prefix="/auth", tags=["auth"])
-router = APIRouter(prefix="/api", tags=["auth"])
+
+class NoEchoRoute(APIRoute):
+    """A route whose 422 answers leave out what was sent: FastAPI's default repeats each wrong value (and, for
+    a missing field, the whole body), which here would send a password back into logs and proxies."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+                raise HTTPException(422, detail) from None
+
+        return route
+
+
+auth_router = APIRouter(prefix="/auth", tags=["auth"], route_class=NoEchoRoute)
+router = APIRouter(prefix="/api", tags=["auth"], route_class=NoEchoRoute)
 UserName = Annotated[str, Path(pattern=r"^[\w.@-]{1,64}$")]
 
 
@@ -50,19 +75,35 @@ class LoginResult(Me):
     next: str
 
 
+Role = Literal["viewer", "operator", "admin"]
+
+
 class UserOut(BaseModel):
     """A user account (never the password hash)."""
 
     name: str
     role: str
+    created: str | None = Field(None, description="When the account was created (unknown for older accounts).")
+    changed: str | None = Field(None, description="When its role or password last changed, or it was created.")
 
 
 class UserIn(BaseModel):
-    """Create a user or reset their role and password (at least 12 characters, not a common password); any
-    change ends every session of that user."""
+    """A new account needs both; an existing one changes what is given. A password: at least 12 characters, not
+    a common one. Any change ends every session of that user."""
 
-    role: Literal["viewer", "operator", "admin"]
-    password: str = Field(min_length=1, max_length=1024)
+    role: Role | None = None
+    password: str | None = Field(None, min_length=1, max_length=1024)
+
+
+class AccountChangeOut(BaseModel):
+    """One change to one account (never a password)."""
+
+    at: str
+    by: str | None = Field(description="The admin who made it; null: the command line (monitor user add).")
+    action: Action
+    user: str = Field(description="The account changed.")
+    role: str = Field(description="Its role after the change (for 'deleted': the role it had).")
+    old_role: str | None = Field(None, description="The role before a 'role_changed'.")
 
 
 def _client_ip(request: Request) -> str:
@@ -123,38 +164,70 @@ def me(request: Request) -> Me:
     return Me(user=session.user.name, role=session.user.role, csrf_token=session.csrf)
 
 
-@router.get("/users", responses={401: {"description": "Not logged in"}, 403: {"description": "Admins only"}})
+def _user_out(account: Account) -> UserOut:
+    return UserOut(name=account.name, role=account.role, created=iso(account.created), changed=iso(account.changed))
+
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not logged in"},
+    403: {"description": "Admins only (and, for changes, the CSRF token)"},
+}
+
+
+@router.get("/users", responses=ADMIN_ERRORS)
 def list_users(request: Request, _: Annotated[User, Depends(admin)]) -> list[UserOut]:
     """Admin: every account."""
-    return [UserOut(name=u.name, role=u.role) for u in auth_of(request).list_users()]
+    return [_user_out(a) for a in auth_of(request).accounts()]
+
+
+@router.get("/users/audit", responses=ADMIN_ERRORS)
+def account_audit(
+    request: Request, _: Annotated[User, Depends(admin)], limit: Annotated[int, Query(ge=1, le=KEEP)] = 100
+) -> list[AccountChangeOut]:
+    """Admin: the newest account changes (creations, role changes, password resets, deletions), newest first."""
+    return [
+        AccountChangeOut(at=iso(c.at) or "", by=c.by, action=c.action, user=c.user, role=c.role, old_role=c.old_role)
+        for c in auth_of(request).account_changes(limit)
+    ]
 
 
 @router.put(
     "/users/{name}",
     responses={
-        401: {"description": "Not logged in"},
-        403: {"description": "Admins only"},
-        422: {"description": "Password too short or too common"},
+        **ADMIN_ERRORS,
+        409: {"description": "An admin cannot take the admin role from their own account"},
+        412: {"description": "'If-None-Match: *' was sent and the user exists"},
+        422: {"description": "Password too short or too common; a new user without role or password"},
     },
 )
-def put_user(request: Request, name: UserName, body: UserIn, _: Annotated[User, Depends(admin_write)]) -> UserOut:
-    """Admin: create an account or reset its role and password; the user's existing sessions end."""
+def put_user(
+    request: Request,
+    name: UserName,
+    body: UserIn,
+    current: Annotated[User, Depends(admin_write)],
+    if_none_match: Annotated[str | None, Header(description="'*': only create, never change an existing user")] = None,
+) -> UserOut:
+    """Admin: create an account, or change its role, password or both; the user's existing sessions end."""
+    if name == current.name and body.role not in (None, "admin"):
+        raise HTTPException(409, "you cannot take the admin role from your own account: another admin can")
+    auth = auth_of(request)
     try:
-        user = auth_of(request).add_user(name, body.role, body.password, check_password=True)
+        user = auth.save_user(
+            name, role=body.role, password=body.password, by=current.name, create_only=if_none_match == "*"
+        )
+    except AccountExists as exc:
+        raise HTTPException(412, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return UserOut(name=user.name, role=user.role)
+    saved = auth.accounts([user.name])
+    return _user_out(saved[0]) if saved else UserOut(name=user.name, role=user.role)  # deleted meanwhile
 
 
-@router.delete(
-    "/users/{name}",
-    status_code=204,
-    responses={401: {"description": "Not logged in"}, 403: {"description": "Admins only"}, 404: {}},
-)
+@router.delete("/users/{name}", status_code=204, responses={**ADMIN_ERRORS, 404: {}, 409: {}})
 def delete_user(request: Request, name: UserName, current: Annotated[User, Depends(admin_write)]) -> Response:
     """Admin: remove an account (not your own); its sessions end at once."""
     if name == current.name:
-        raise HTTPException(409, "you cannot delete your own account")
-    if not auth_of(request).delete_user(name):
+        raise HTTPException(409, "you cannot delete your own account: another admin can")
+    if not auth_of(request).delete_user(name, by=current.name):
         raise HTTPException(404, "no such user")
     return Response(status_code=204)

@@ -18,8 +18,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from monitor.config import ConfigError, LoadedConfig
-from monitor.config.edit import set_zone, zone_snippet
+from monitor.config import ConfigError, ConfigProblem, LoadedConfig
+from monitor.config.edit import ZoneEditError, set_zone, zone_snippet
 from monitor.config.models import NAME_MAX, name_problem
 from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
@@ -120,32 +120,59 @@ def camera_snapshot(request: Request, name: CameraName, _: Viewer) -> FileRespon
 class ZoneEdit(BaseModel):
     """A polygon drawn on the camera's picture, in relative (0..1) coordinates."""
 
-    points: list[tuple[float, float]] = Field(min_length=3, description="Corners, each (x, y) in 0..1.")
+    points: list[tuple[float, float]] = Field(min_length=3, max_length=100, description="Corners, each (x, y) in 0..1.")
 
 
-@router.put("/cameras/{name}/zones/{zone}", responses=ERRORS)
-def save_zone(request: Request, name: CameraName, zone: ZoneName, body: ZoneEdit, user: Admin) -> dict[str, str]:
-    """Write the zone into streams.yaml (admins only); the running engine picks it up by hot reload."""
+class ZoneSaved(BaseModel):
+    """What a saved zone looks like in streams.yaml, and the camera with its zones as the file now has them."""
+
+    saved: str = Field(description="The zone's name.")
+    snippet: str = Field(description="The zone's line in streams.yaml.")
+    camera: views.CameraDetail
+
+
+ZONE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    403: {"description": "Not an admin, or CSRF token missing"},
+    409: {"description": "The file cannot be edited safely there, or it changed meanwhile"},
+    422: {"description": "Bad zone name or points, or the file would become invalid"},
+}
+
+
+@router.put("/cameras/{name}/zones/{zone}", responses=ZONE_ERRORS)
+def save_zone(request: Request, name: CameraName, zone: ZoneName, body: ZoneEdit, user: Admin) -> ZoneSaved:
+    """Write the zone into streams.yaml (admins only), changing no other byte; the running engine picks it up by
+    hot reload."""
     config = _config(request)
     if config is None or name not in config.config.cameras:
         raise HTTPException(404, "no such camera")
     problem = name_problem(zone)
     if problem is not None:
         raise HTTPException(422, f"zone name {zone!r} {problem}")
-    if any(not (0 <= v <= 1) for point in body.points for v in point):
-        raise HTTPException(422, "points must be relative coordinates between 0 and 1")
+    outside = next((i for i, point in enumerate(body.points, 1) if not all(0 <= v <= 1 for v in point)), None)
+    if outside is not None:
+        raise HTTPException(422, f"points must be relative coordinates between 0 and 1 (corner {outside} is not)")
     try:
-        set_zone(config.path, name, zone, body.points)
+        saved = set_zone(config.path, name, zone, body.points)
+    except KeyError:
+        raise HTTPException(404, "no such camera") from None
+    except ZoneEditError as exc:
+        raise HTTPException(409, views.shown(str(exc))) from None
     except ConfigError as exc:
-        raise HTTPException(422, "; ".join(p.message for p in exc.problems)) from None
+        raise HTTPException(422, "; ".join(_problem_text(p) for p in exc.problems)) from None
     log.info("user %s saved zone %s of camera %s to %s", user.name, zone, name, config.path)
-    return {"saved": zone, "snippet": zone_snippet(zone, body.points)}
+    camera = views.camera_detail(_redis(request), saved, name)
+    assert camera is not None  # the camera is in the config just saved
+    return ZoneSaved(saved=zone, snippet=zone_snippet(zone, body.points), camera=camera)
 
 
-@router.get("/incidents", responses=ERRORS)
-def list_incidents(
-    request: Request,
-    _: Viewer,
+def _problem_text(problem: ConfigProblem) -> str:
+    """A config problem as the page may show it: where in the file (as keys, not a server path) and what."""
+    where = ".".join(str(part) for part in problem.path)
+    return views.shown(f"{where}: {problem.message}" if where else problem.message)
+
+
+def incident_filter(
     camera: Annotated[str | None, Query(max_length=200, description="Only this camera.")] = None,
     kind: Annotated[str | None, Query(max_length=64, description="Only this type (gathering, ...).")] = None,
     status: Annotated[
@@ -157,20 +184,24 @@ def list_incidents(
     ] = None,
     since: Annotated[datetime | None, Query(description="Opened at or after (ISO 8601; no zone = local).")] = None,
     until: Annotated[datetime | None, Query(description="Opened at or before (ISO 8601; no zone = local).")] = None,
+) -> views.IncidentFilter:
+    """The incident list's filters (also those of its episodes)."""
+    return views.IncidentFilter(camera, kind, status, _timestamp(since), _timestamp(until))
+
+
+Filters = Annotated[views.IncidentFilter, Depends(incident_filter)]
+
+
+@router.get("/incidents", responses=ERRORS)
+def list_incidents(
+    request: Request,
+    _: Viewer,
+    where: Filters,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> views.IncidentPage:
     """Incidents, newest first, filtered and paginated."""
-    return views.find_incidents(
-        _redis(request),
-        camera=camera,
-        kind=kind,
-        status=status,
-        since=_timestamp(since),
-        until=_timestamp(until),
-        offset=offset,
-        limit=limit,
-    )
+    return views.find_incidents(_redis(request), where, offset=offset, limit=limit)
 
 
 def _timestamp(value: datetime | None) -> float | None:
@@ -261,8 +292,9 @@ def download_export(request: Request, incident_id: IncidentId, _: Viewer) -> Fil
     return FileResponse(path, media_type="video/mp4", filename=f"incident-{incident_id}-blurred.mp4")
 
 
-def _act(request: Request, incident_id: str, user: User, action: str, note: str | None) -> views.IncidentDetail:
-    """Apply a staff action atomically and append it to the record's audit trail."""
+def act(client: redis.Redis, incident_id: str, user: User, action: str, note: str | None) -> None:
+    """Apply a staff action atomically and append it to the record's audit trail (404: no such incident, 409:
+    already in that state). One incident's action, whether from its page or a bulk review."""
     new_status = {"acknowledge": "acknowledged", "false_alarm": "false_alarm"}.get(action)
     entry = {"user": user.name, "action": action, "at": views.now_iso(), "note": note or None}
 
@@ -275,12 +307,15 @@ def _act(request: Request, incident_id: str, user: User, action: str, note: str 
             rec["status"] = new_status
         rec.setdefault("audit", []).append(entry)
 
-    store = IncidentStore(_redis(request))
     try:
-        store.update(incident_id, change, f"incident_{new_status or 'note'}")
+        IncidentStore(client).update(incident_id, change, f"incident_{new_status or 'note'}")
     except KeyError:
         raise HTTPException(404, "no such incident") from None
     log.info("%s: %s on incident %s", user.name, action, incident_id)
+
+
+def _act(request: Request, incident_id: str, user: User, action: str, note: str | None) -> views.IncidentDetail:
+    act(_redis(request), incident_id, user, action, note)
     return views.detail(_incident(request, incident_id))
 
 

@@ -16,14 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.config import LoadedConfig
 from monitor.config.watch import ConfigWatcher
 from monitor.config.web import WebConfig
-from monitor.web import account, api, live, pages, review_api, speaker_api
+from monitor.web import account, api, broadcasts_api, live, pages, review_api, speaker_api
 from monitor.web.auth import Auth, optional_session, viewer
 from monitor.web.exports import ExportJobs
 from monitor.web.metrics import EngineMetrics, MetricsExporter
 
 STATIC = Path(__file__).parent / "static"
+# media-src blob: lets live video play from a MediaSource object URL (monitor/web/static/live.js); connect-src 'self'
+# also covers the same-host ws:// of that live stream (CSP Level 3, verified in Chromium by tests/test_web_live.py).
 CSP = (
-    "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HEADERS = [
@@ -136,6 +138,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(review_api.router)
     app.include_router(speaker_api.router)
+    app.include_router(broadcasts_api.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

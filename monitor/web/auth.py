@@ -5,6 +5,8 @@ Redis share users and sessions, and restarting the web server does not log the c
 Session tokens are stored only as an HMAC, so a Redis dump does not hand out live sessions. A session ends
 after ``SESSION_TTL_S`` without use, ``session_max_s`` after login whatever happens, and at once when its user's
 password or role is changed or the user is deleted (every user carries a random ``epoch`` that each reset renews).
+Each account change is written, in the same transaction, to the account audit trail (``user_audit``) with who made
+it: the web API and ``monitor user add`` both go through ``Auth.save_user`` / ``Auth.delete_user``.
 
 Login limits (all in Redis, so every web instance shares them): ``FAILURES_PER_USER_IP`` wrong passwords for one
 account from one address block that pair, ``FAILURES_PER_IP`` block that address; neither touches other addresses.
@@ -30,14 +32,16 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote
 
 import redis
 from fastapi import HTTPException, Request, status
 
 from monitor.store.incidents import PREFIX
+from monitor.web import user_audit
 
+T = TypeVar("T")
 ROLES = ("viewer", "operator", "admin")
 USERS = f"{PREFIX}:users"
 SECRET = f"{PREFIX}:web:secret"
@@ -143,12 +147,27 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """A user account as admins see it (never the password hash): seconds since the epoch it was created and
+    last changed (None for accounts made before these were kept)."""
+
+    name: str
+    role: str
+    created: float | None
+    changed: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """What a browser holds after logging in: the cookie token and the CSRF token for its writes."""
 
     token: str
     csrf: str
     user: User
+
+
+class AccountExists(ValueError):
+    """Creating an account whose name is taken (``save_user(..., create_only=True)``)."""
 
 
 class LoginRefused(Exception):
@@ -178,38 +197,86 @@ class Auth:
         return self._key
 
     # --- users
-    def add_user(self, name: str, role: str, password: str, *, check_password: bool = False) -> User:
-        """Create a user or replace an existing one's role and password, ending all their sessions.
+    def add_user(
+        self, name: str, role: str, password: str, *, check_password: bool = False, by: str | None = None
+    ) -> User:
+        """Create a user or replace an existing one's role and password (``save_user`` with both given).
 
         ``check_password``: also apply the password policy (``password_problem``); the web API and
         ``monitor user add`` do. ValueError says what is wrong."""
+        return self.save_user(name, role=role, password=password, check_password=check_password, by=by)
+
+    def save_user(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        password: str | None = None,
+        check_password: bool = True,
+        by: str | None = None,
+        create_only: bool = False,
+    ) -> User:
+        """Create an account (needs a role and a password) or change an existing one's role, password or both
+        (``create_only``: AccountExists instead).
+
+        A change ends every session of the user and goes into the account audit trail (``by``: the admin making
+        it, None for the command line) in the same transaction. ValueError says what is wrong."""
         if not USER_NAME.match(name):
             raise ValueError("user name: 1-64 letters, digits, '_', '.', '@' or '-'")
-        if role not in ROLES:
+        if role is not None and role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        problem = password_problem(password, name) if check_password else None
-        if problem is None and len(password) < 8:
-            problem = "password must have at least 8 characters"
-        if problem is not None:
-            raise ValueError(problem)
-        pipe = self.r.pipeline()
-        pipe.hset(
-            user_key(name),
-            mapping={"role": role, "password": hash_password(password), "created": time.time(), "epoch": _epoch()},
-        )
-        pipe.sadd(USERS, name)
-        pipe.execute()
-        self.end_sessions(name)
-        return User(name, role)
+        if password is not None:
+            problem = password_problem(password, name) if check_password else None
+            if problem is None and len(password) < 8:
+                problem = "password must have at least 8 characters"
+            if problem is not None:
+                raise ValueError(problem)
+        hashed = hash_password(password) if password is not None else None  # outside the transaction: slow
+        key = user_key(name)
 
-    def delete_user(self, name: str) -> bool:
-        """Remove a user and end every session of theirs."""
-        pipe = self.r.pipeline()
-        pipe.delete(user_key(name))
-        pipe.srem(USERS, name)
-        deleted, _ = pipe.execute()
+        def apply(pipe: redis.client.Pipeline) -> tuple[User, bool]:
+            stored = pipe.hget(key, "role")  # watched: a concurrent change makes redis-py run this again
+            old_role = None if stored is None else _text(stored)
+            if create_only and old_role is not None:
+                raise AccountExists(f"a user named {name} already exists")
+            new_role = role or old_role
+            if new_role is None or (old_role is None and hashed is None):
+                raise ValueError("a new user needs a role and a password")
+            changes = _account_changes(name, old_role, new_role, hashed is not None, time.time(), by)
+            pipe.multi()
+            if changes:
+                now = changes[0].at
+                pipe.hset(key, mapping={"role": new_role, "changed": now, "epoch": _epoch()})
+                if hashed is not None:
+                    pipe.hset(key, "password", hashed)
+                if old_role is None:
+                    pipe.hset(key, "created", now)
+                pipe.sadd(USERS, name)
+                for change in changes:
+                    user_audit.record(pipe, change)
+            return User(name, new_role), bool(changes)
+
+        user, changed = _transaction(self.r, key, apply)
+        if changed:
+            self.end_sessions(name)
+        return user
+
+    def delete_user(self, name: str, *, by: str | None = None) -> bool:
+        """Remove a user (recorded in the account audit trail) and end every session of theirs."""
+        key = user_key(name)
+
+        def apply(pipe: redis.client.Pipeline) -> bool:
+            stored = pipe.hget(key, "role")
+            pipe.multi()
+            pipe.delete(key)
+            pipe.srem(USERS, name)
+            if stored is not None:
+                user_audit.record(pipe, user_audit.AccountChange(time.time(), by, "deleted", name, _text(stored)))
+            return stored is not None
+
+        deleted = _transaction(self.r, key, apply)
         self.end_sessions(name)
-        return bool(deleted)
+        return deleted
 
     def _user_record(self, name: str) -> tuple[User, str] | None:
         role, epoch = self.r.hmget(user_key(name), ["role", "epoch"])
@@ -220,10 +287,21 @@ class Auth:
         record = self._user_record(name)
         return None if record is None else record[0]
 
-    def list_users(self) -> list[User]:
-        """Every user, sorted by name."""
-        names = sorted(_text(n) for n in self.r.smembers(USERS))
-        return [u for u in (self.get_user(n) for n in names) if u is not None]
+    def accounts(self, names: list[str] | None = None) -> list[Account]:
+        """The accounts named (default: every one, sorted by name) that exist."""
+        names = sorted(_text(n) for n in self.r.smembers(USERS)) if names is None else names
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(user_key(name), ["role", "created", "changed"])
+        return [
+            Account(name, _text(role), _seconds(created), _seconds(changed))
+            for name, (role, created, changed) in zip(names, pipe.execute(), strict=True)
+            if role is not None
+        ]
+
+    def account_changes(self, limit: int = user_audit.KEEP) -> list[user_audit.AccountChange]:
+        """The newest account changes, newest first."""
+        return user_audit.recent(self.r, limit)
 
     # --- sessions
     def _session_key(self, token: str) -> str:
@@ -315,6 +393,30 @@ class Auth:
     def logout(self, token: str) -> None:
         """End a session."""
         self.r.delete(self._session_key(token))
+
+
+def _transaction(client: redis.Redis, key: str, apply: Callable[[redis.client.Pipeline], T]) -> T:
+    """``apply`` in a WATCH/MULTI transaction on ``key`` (run again if the key changed meanwhile), and its value."""
+    typed = cast("Callable[[redis.client.Pipeline], None]", apply)  # redis' stubs type the callable as None
+    return cast(T, client.transaction(typed, key, value_from_callable=True))
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(_text(value))
+
+
+def _account_changes(
+    name: str, old_role: str | None, role: str, new_password: bool, now: float, by: str | None
+) -> list[user_audit.AccountChange]:
+    """What saving ``name`` with ``role`` (and a new password or not) changes, for the audit trail."""
+    if old_role is None:
+        return [user_audit.AccountChange(now, by, "created", name, role)]
+    changes = []
+    if role != old_role:
+        changes.append(user_audit.AccountChange(now, by, "role_changed", name, role, old_role))
+    if new_password:
+        changes.append(user_audit.AccountChange(now, by, "password_reset", name, role))
+    return changes
 
 
 def _epoch() -> str:

@@ -26,6 +26,7 @@ TITLES = {
     "incident": "事件 Incident",
     "timeline": "时间线 Timeline",
     "speakers": "喇叭 Speakers",
+    "broadcasts": "定时广播 Broadcasts",
     "users": "用户 Users",
 }
 router = APIRouter(include_in_schema=False)
@@ -97,6 +98,12 @@ def timeline_page(request: Request) -> Response:
 def speakers_page(request: Request) -> Response:
     """Every speaker: checked health, last announcement, a test button."""
     return _page(request, "speakers")
+
+
+@router.get("/broadcasts")
+def broadcasts_page(request: Request) -> Response:
+    """Scheduled broadcasts and their play log."""
+    return _page(request, "broadcasts")
 
 
 @router.get("/users")

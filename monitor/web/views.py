@@ -7,10 +7,12 @@ Media is referenced by incident id (``/api/incidents/<id>/clip``) or camera name
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -22,6 +24,7 @@ from monitor.config import LoadedConfig
 from monitor.incident import Incident, iso
 from monitor.redact import redact_url, scrub, scrub_any
 from monitor.store.incidents import CAMERAS, INDEX, IncidentStore, camera_key
+from monitor.web.speaker_state import camera_warnings
 
 STATUSES = ("open", "closed", "acknowledged", "false_alarm")
 RECENT_FOR_OPEN = 500  # open incidents are looked for among this many newest ones
@@ -93,6 +96,9 @@ class CameraStatus(BaseModel):
     updated_at: str | None
     snapshot_url: str | None = Field(description="Latest annotated live image, when there is one.")
     open_incidents: int
+    speaker_warning: str | None = Field(
+        default=None, description="Names this camera's speakers whose last announcement or health check failed."
+    )
 
 
 class CameraDetail(CameraStatus):
@@ -201,6 +207,7 @@ def camera_statuses(
         pipe.hgetall(camera_key(name))
     hashes = pipe.execute()
     opened = open_counts(client)
+    warnings = camera_warnings(client, config)
     out = []
     for name, raw in zip(names, hashes, strict=True):
         data = {text(k): text(v) for k, v in raw.items()}
@@ -234,6 +241,7 @@ def camera_statuses(
                 if data.get("snapshot")
                 else None,
                 open_incidents=opened.get(name, 0),
+                speaker_warning=warnings.get(name),
             )
         )
     return out
@@ -347,42 +355,40 @@ def matches_status(incident: Incident, status: str) -> bool:
     return incident.status == status
 
 
-def find_incidents(
-    client: redis.Redis,
-    *,
-    camera: str | None,
-    kind: str | None,
-    status: str | None,
-    since: float | None,
-    until: float | None,
-    offset: int,
-    limit: int,
-) -> IncidentPage:
-    """Newest first within the time range, filtered, one page (scans the index in chunks)."""
-    items: list[IncidentSummary] = []
-    skipped = 0
-    more = False
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    """What the incident list (and its episodes) is narrowed to; None: any."""
+
+    camera: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+def matching(client: redis.Redis, where: IncidentFilter) -> Iterator[Incident]:
+    """Incidents that match, newest first (scans the index in chunks, as far as the caller reads)."""
     start = 0
-    hi = "+inf" if until is None else until
-    lo = "-inf" if since is None else since
-    while not more:
+    hi = "+inf" if where.until is None else where.until
+    lo = "-inf" if where.since is None else where.since
+    while True:
         ids = [text(i) for i in client.zrevrangebyscore(INDEX, hi, lo, start=start, num=SCAN_CHUNK)]
         if not ids:
-            break
+            return
         start += len(ids)
         for incident in incidents(client, ids):
-            if (camera and incident.camera != camera) or (kind and incident.kind != kind):
+            if (where.camera and incident.camera != where.camera) or (where.kind and incident.kind != where.kind):
                 continue
-            if status and not matches_status(incident, status):
+            if where.status and not matches_status(incident, where.status):
                 continue
-            if skipped < offset:
-                skipped += 1
-            elif len(items) < limit:
-                items.append(summary(incident))
-            else:
-                more = True
-                break
-    return IncidentPage(items=items, offset=offset, next_offset=offset + limit if more else None)
+            yield incident
+
+
+def find_incidents(client: redis.Redis, where: IncidentFilter, *, offset: int, limit: int) -> IncidentPage:
+    """Newest first within the time range, filtered, one page."""
+    found = [summary(i) for i in itertools.islice(matching(client, where), offset, offset + limit + 1)]
+    more = len(found) > limit
+    return IncidentPage(items=found[:limit], offset=offset, next_offset=offset + limit if more else None)
 
 
 def now_iso() -> str:

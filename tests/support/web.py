@@ -99,8 +99,9 @@ def seed_incident(
     snapshot: Path | None = None,
     close: bool = True,
     failed_speaker: bool = False,
+    duration_s: float = 30.0,
 ) -> str:
-    """An incident as the engine records it: opened, media attached, announced, closed."""
+    """An incident as the engine records it: opened, media attached, announced, closed (``duration_s`` later)."""
     store = IncidentStore(client)
     ts = time.time() - 60 if ts is None else ts
     new = Incident(
@@ -120,7 +121,7 @@ def seed_incident(
         incident, change = incident.change("announcement", result=AnnouncementResult.of(result).to_record())
         changes.append(change)
     if close:
-        incident, change = incident.change("closed", ts=ts + 30, peak=7, closed_by="rule")
+        incident, change = incident.change("closed", ts=ts + duration_s, peak=7, closed_by="rule")
         changes.append(change)
     for change in changes:
         store.apply(change)

@@ -16,10 +16,24 @@ const VM = (() => {
     }
     const data = res.status === 204 ? null : await res.json().catch(() => null);
     if (!res.ok) {
-      const detail = data && data.detail;
-      throw new Error(typeof detail === "string" ? detail : `HTTP ${res.status}`);
+      const err = new Error(errorText(data && data.detail, res.status));
+      err.status = res.status;
+      throw err;
     }
     return data;
+  }
+
+  // The one place that turns a server error into words: a text `detail`, or FastAPI's 422 list of {loc, msg}
+  // ("password: String should have at least 1 character"), never a bare "HTTP 422" when the server said why.
+  function errorText(detail, status) {
+    if (typeof detail === "string" && detail) return detail;
+    const items = Array.isArray(detail) ? detail.filter((d) => d && typeof d.msg === "string") : [];
+    if (!items.length) return `HTTP ${status}`;
+    return items.map((d) => {
+      const where = (Array.isArray(d.loc) ? d.loc : []).filter((p) => !["body", "path", "query"].includes(p));
+      const msg = d.msg.replace(/^Value error, /, "");
+      return where.length ? `${where.join(".")}: ${msg}` : msg;
+    }).join("; ");
   }
 
   const role = () => (me ? me.role : null);
@@ -95,6 +109,6 @@ const VM = (() => {
       el("td", { class: inc.announcements_failed ? "bad" : "" }, anns));
   }
 
-  return { api, init, events, el, time, duration, statusName, kindName, actionName, incidentRow, role,
-           get me() { return me; } };
+  return { api, errorText, init, events, el, time, duration, statusName, kindName, actionName, roleName, incidentRow,
+           role, get me() { return me; } };
 })();

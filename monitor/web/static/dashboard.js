@@ -21,13 +21,14 @@
       fps: el("span", { class: "detect-fps", title: "实际/配置检测帧率 detect rate: real / configured" }),
       badge: el("span", { class: "badge", hidden: true }),
       error: el("p", { class: "error", hidden: true }),
+      speaker: el("p", { class: "error speaker-warning", "data-testid": "speaker-warning", role: "status", hidden: true }),
     };
     const node = el("a", { href: `/cameras/${encodeURIComponent(cam.name)}`, "data-camera": cam.name, class: "card" },
       el("h3", {}, el("span", { class: "cam-name" }, cam.name), " ", parts.state),
       parts.picture,
       el("div", { class: "numbers" },
         el("span", { class: "people", title: "people" }, parts.people, " 人"), parts.age, parts.fps, parts.badge),
-      parts.error);
+      parts.error, parts.speaker);
     return { node, parts, cam: null, shownSrc: null, wantedSrc: null, statusSrc: null };
   }
 
@@ -81,6 +82,8 @@
     const error = cam.last_error && !cam.online ? cam.last_error : "";
     parts.error.hidden = !error;
     setText(parts.error, error);
+    parts.speaker.hidden = !cam.speaker_warning;  // a speaker of this camera failed its announcement or check
+    setText(parts.speaker, cam.speaker_warning ? `⚠ ${cam.speaker_warning}` : "");
     frameAge(card);
     if (fresh) showPicture(card, cam.snapshot_url);
   }
@@ -121,6 +124,7 @@
   await Promise.all([loadCameras(), loadOpen(), loadHealth()]);
   VM.events({ camera: show, incident: () => { loadOpen(); loadCameras(); } });
   setInterval(() => { for (const card of cards.values()) frameAge(card); }, 1000);
+  setInterval(loadCameras, 10000);  // speaker warnings change without a camera event (a failed health check)
   // The live image is rewritten in place every few seconds: reload it even if no status event came.
   setInterval(() => {
     for (const card of cards.values()) {
