@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", "run the engine on the configured cameras (and serve the web page)")
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     run.add_argument("--no-web", action="store_true", help="do not serve the web page")
+    run.add_argument("--node", default=None, help="this machine's name in the cluster (default: the host name)")
     run.set_defaults(func=cmd_run)
     check = command("check", "validate the config and the files it names; exit 1 on any problem")
     check.set_defaults(func=cmd_check)
@@ -78,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--detect-fps", type=float, default=2.0, help="planned detections per second (default 2)")
     probe.add_argument("--json", action="store_true", help="machine-readable output")
     probe.set_defaults(func=cmd_probe)
+    cluster = sub.add_parser("cluster", help="several machines sharing the cameras").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    cluster_status = cluster.add_parser("status", help="nodes, whether alive, and which node runs each camera")
+    cluster_status.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: streams.yaml)")
+    cluster_status.add_argument("--json", action="store_true", help="machine-readable output")
+    cluster_status.set_defaults(func=cmd_cluster_status)
     config = sub.add_parser("config", help="config tools").add_subparsers(required=True, metavar="ACTION")
     schema = config.add_parser("schema", help="print the JSON Schema of streams.yaml (for editors)")
     schema.set_defaults(func=cmd_config_schema)
@@ -130,11 +138,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     for problem in check_files(loaded, decode=False):  # one bad camera or file never stops the others
         log.error("%s", problem)
+    from monitor.config.cluster import node_name_problem
     from monitor.engine import Engine
     from monitor.web.metrics import EngineMetrics
 
+    if args.node is not None and (bad_node := node_name_problem(args.node)) is not None:
+        print(f"--node: {bad_node}", file=sys.stderr)
+        return 1
     metrics = EngineMetrics()
-    engine = Engine(loaded, metrics=metrics)
+    engine = Engine(loaded, metrics=metrics, node=args.node)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("%s: stopping (finishing clips, saving incidents)", signal.Signals(signum).name)
@@ -293,6 +305,36 @@ def cmd_probe(args: argparse.Namespace) -> int:
         f"{result.url}\n  codec {result.codec}, {result.width}x{result.height}, {result.fps:g} fps, "
         f"keyframe every {gop}, audio: {'yes' if result.has_audio else 'no'}\n  suggest: {result.advice}"
     )
+    return 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    """Print the cluster's nodes and camera owners, as etcd has them."""
+    loaded = load_or_report(args.config)
+    if loaded is None:
+        return 1
+    cluster = loaded.config.cluster
+    if cluster is None:
+        print(f"{loaded.path}: no 'cluster:' section: one machine runs every camera", file=sys.stderr)
+        return 1
+    from monitor.cluster.etcd import EtcdError
+    from monitor.cluster.status import read_status
+
+    try:
+        status = read_status(cluster, loaded.config.cameras)
+    except EtcdError as exc:
+        print(f"etcd unreachable: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False))
+        return 0
+    for node in status["nodes"]:
+        state = "alive" if node["alive"] else "DEAD"
+        print(f"{node['name']}: {state}, capacity {node['capacity']:g}, {len(node['cameras'])} camera(s): "
+              f"{', '.join(node['cameras']) or '-'}")  # fmt: skip
+    unowned = sorted(camera for camera, node in status["cameras"].items() if node is None)
+    if unowned:
+        print(f"not running anywhere now: {', '.join(unowned)}")
     return 0
 
 

@@ -10,13 +10,16 @@ to Redis; status is published by its own thread (monitor/status.py).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
 
 from detectors import Detector, DetectorConfig, create_detector
 from monitor.actions.announce import Announcer
+from monitor.actions.broadcaster import Broadcaster
 from monitor.actions.dispatcher import (
     Adopt,
     CloseRule,
@@ -31,9 +34,12 @@ from monitor.actions.notify import Notifier
 from monitor.analyze.filters import count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
 from monitor.clock import Clock, SystemClock
+from monitor.cluster.takeover import LetGo, Ownership, TakeOn
 from monitor.config import CameraConfig, LoadedConfig
+from monitor.config.broadcasts import runtime_broadcasts
 from monitor.config.reload import plan_reload
 from monitor.config.watch import ConfigWatcher
+from monitor.incident import Incident
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.runtime.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
 from monitor.runtime.recovery import last_announced, plan_recovery
@@ -93,8 +99,11 @@ class Engine:
         detector: Detector | None = None,
         metrics: EngineMetrics | None = None,
         clock: Clock | None = None,
+        node: str | None = None,
     ) -> None:
         self.loaded = loaded
+        self.node = node or socket.gethostname()  # its name in the cluster (``cluster:``)
+        self.ownership: Ownership | None = None  # clustered: which cameras this node runs (monitor/cluster/)
         self.data_dir = loaded.data_dir
         self.clock: Clock = clock or SystemClock()
         self.stop_event = threading.Event()
@@ -102,7 +111,8 @@ class Engine:
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
         self._detectors: dict[DetectorConfig, Detector] = {}
-        self.cameras = {name: self._build_camera(name) for name in loaded.config.cameras}
+        clustered = loaded.config.cluster is not None  # then cameras start as this node wins them
+        self.cameras = {} if clustered else {name: self._build_camera(name) for name in loaded.config.cameras}
         self._watcher = ConfigWatcher(loaded)
         self.disk = DiskGuard(self.data_dir, loaded.config.retention.min_free_mb)
         self.store: IncidentStore | None = None
@@ -110,6 +120,7 @@ class Engine:
         self.delivery: Delivery | None = None
         self.dispatcher: Dispatcher | None = None
         self.announcer: Announcer | None = None
+        self.broadcaster: Broadcaster | None = None
         self.speaker_health: HealthMonitor | None = None
         self.notifier: Notifier | None = None
         self.retention: RetentionWorker | None = None
@@ -137,8 +148,14 @@ class Engine:
             on_played=self._played,
         )
         self._start_speakers()
-        self._recover(last_alive)
+        if cfg.cluster is not None:  # a camera's incidents carry on from the store wherever it runs next
+            self.ownership = Ownership(cfg.cluster, self.node, cfg.cameras, self.store)
+            self.store.fence_of = self.outbox.fence_of = self.ownership.token
+        else:
+            self._recover(last_alive)
         self.dispatcher.start()
+        self.broadcaster = Broadcaster(self.clock, self.data_dir, self.store.r, lambda: self.announcer)
+        self.broadcaster.start(runtime_broadcasts(cfg.broadcasts, self.loaded.base_dir))
         self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
         self.retention.start()
         self.status = StatusReporter(
@@ -151,6 +168,8 @@ class Engine:
         self.status.start(cfg.status_interval_s, lambda: list(self.cameras.values()), lambda: self.speaker_health)
         for cam in self.cameras.values():
             self._start_camera(cam)
+        if self.ownership is not None:
+            self.ownership.start()
 
     def _connect(self) -> redis.Redis:
         """A client for the configured Redis, or the embedded one; an unreachable server is retried later."""
@@ -205,16 +224,21 @@ class Engine:
         for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
             worker.start()
 
-    def _stop_camera(self, cam: CameraRuntime, reason: str, wait: bool = True, keep_offline: bool = False) -> None:
+    def _stop_camera(
+        self, cam: CameraRuntime, reason: str, wait: bool = True, keep_offline: bool = False, handoff: bool = False
+    ) -> None:
         """Stop reading (finishing clips) and close the camera's open incidents.
 
         ``keep_offline``: a camera_offline incident stays open across a clean restart (one outage, one incident).
+        ``handoff``: another node carries the camera on: every incident stays open for it.
         """
         for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
             if wait:
                 worker.stop()
             else:  # a hung stream may take its read timeout to stop: never hold up the other cameras
                 threading.Thread(target=worker.stop, name=f"stop-{cam.name}", daemon=True).start()
+        if handoff:
+            return
         for active in cam.rules:
             self._close_rule(active.config.rule_id, reason)
         if cam.offline is not None and not keep_offline:
@@ -253,8 +277,10 @@ class Engine:
         if self.status is not None:
             self.status.stop()
         for cam in self.cameras.values():
-            self._stop_camera(cam, "engine_stop", keep_offline=True)
+            self._stop_camera(cam, "engine_stop", keep_offline=True, handoff=self.ownership is not None)
         self._stop_speakers()
+        if self.broadcaster is not None:  # after the speakers: the plays they cut short are recorded too
+            self.broadcaster.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.notifier is not None:
@@ -264,6 +290,8 @@ class Engine:
                 assert self.outbox is not None
                 log.warning("%d incident change(s) stay in the outbox for the next start", self.outbox.pending())
             self.delivery.stop()
+        if self.ownership is not None:  # after the last changes were delivered under this node's tokens
+            self.ownership.stop()
         if self.outbox is not None:
             self.outbox.close()
         if self.embedded is not None:
@@ -286,6 +314,8 @@ class Engine:
                     self.check_health(clock.now())
                     self.tick_rules(clock.now())
                     self.reload_if_changed()
+                    if self.ownership is not None:
+                        self._follow_ownership()
                     next_health += HEALTH_INTERVAL_S
         finally:
             self.stop()
@@ -293,24 +323,47 @@ class Engine:
     # -- crash recovery --------------------------------------------------------------------------
     def _recover(self, last_alive: float | None) -> None:
         """Carry on or close what the previous run left open (see monitor/runtime/recovery.py)."""
-        assert self.outbox is not None and self.dispatcher is not None
+        assert self.outbox is not None
+        self._carry_on(self.outbox.open_incidents(), self.cameras.values(), last_alive, "left open by the previous run")
+        self._remove_partial_clips()
+
+    def _carry_on(
+        self, incidents: list[Incident], cameras: Iterable[CameraRuntime], last_alive: float | None, source: str
+    ) -> None:
+        """Resume (same incident, rule state, cooldown) or close incidents found open, per the recovery plan."""
+        assert self.dispatcher is not None
         runtimes: dict[str, RuleRuntime | OfflineRuntime] = {}
-        for cam in self.cameras.values():
+        for cam in cameras:
             runtimes.update({active.config.rule_id: active.runtime for active in cam.rules})
             if cam.offline is not None:
                 runtimes[cam.offline.rule_id] = cam.offline
-        for step in plan_recovery(self.outbox.open_incidents(), runtimes, self.clock.now(), last_alive):
+        for step in plan_recovery(incidents, runtimes, self.clock.now(), last_alive):
             incident = step.incident
             if step.action == "resume":
                 runtimes[incident.rule].resume(incident.opened_ts, incident.peak_count, last_announced(incident))
-                self.dispatcher.submit(Adopt(incident, step.reason))
+                note = step.reason if self.ownership is None else f"{source}: {step.reason}"
+                self.dispatcher.submit(Adopt(incident, note))
             else:
                 self.dispatcher.submit(Finish(incident, step.at, "recovered", step.reason))
             if step.clip_lost:
                 self.dispatcher.submit(MediaLost(incident.id, "the engine stopped before its clip was written"))
-            log.warning("INCIDENT %s (%s on %s) left open by the previous run: %s (%s)", incident.id, incident.kind,
-                        incident.camera, "resumed" if step.action == "resume" else "closed", step.reason)  # fmt: skip
-        self._remove_partial_clips()
+            log.warning("INCIDENT %s (%s on %s) %s: %s (%s)", incident.id, incident.kind, incident.camera, source,
+                        "resumed" if step.action == "resume" else "closed", step.reason)  # fmt: skip
+
+    def _follow_ownership(self) -> None:
+        """Clustered: start the cameras this node won (carrying their incidents on), stop those it gave up."""
+        assert self.ownership is not None
+        for command in self.ownership.commands():
+            old = self.cameras.pop(command.camera, None)
+            if old is not None:
+                self._stop_camera(old, "handoff", wait=False, handoff=True)
+                reason = command.reason if isinstance(command, LetGo) else "claimed again"
+                log.info("cluster: camera %s stopped here (%s)", command.camera, reason)
+            if isinstance(command, TakeOn) and command.camera in self.loaded.config.cameras:
+                self.cameras[command.camera] = cam = self._build_camera(command.camera)
+                self._carry_on(list(command.incidents), [cam], command.last_alive, f"taken over by node {self.node}")
+                self._start_camera(cam)
+                log.info("cluster: camera %s runs on node %s (token %d)", command.camera, self.node, command.token)
 
     def _remove_partial_clips(self) -> None:
         """Clips a crash left half-written (``*.mp4.part``) cannot be finished without their ring: remove them."""
@@ -340,12 +393,17 @@ class Engine:
             self._stop_speakers(wait=False)
             self._start_speakers()
             log.info("config reload: speakers updated")
+        if self.broadcaster is not None:
+            self.broadcaster.configure(runtime_broadcasts(new.config.broadcasts, new.base_dir))
         for name in plan.remove:
             self._stop_camera(self.cameras.pop(name), "camera_removed", wait=False)
             log.info("config reload: camera %s removed", name)
         for name in plan.restart:
             self._stop_camera(self.cameras[name], "config_changed", wait=False, keep_offline=True)
             log.info("config reload: camera %s restarts (its input or detector changed)", name)
+        if self.ownership is not None:  # which cameras start here is the cluster's decision
+            plan.add.clear()
+            self.ownership.node.set_cameras(new.config.cameras)
         for name in plan.add + plan.restart:
             old = self.cameras.get(name)
             self.cameras[name] = cam = self._build_camera(name)

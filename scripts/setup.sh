@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ENGINE_APT=(ffmpeg redis-server portaudio19-dev libgl1 libglib2.0-0 espeak-ng sox)
 TEST_APT=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
           gstreamer1.0-plugins-bad gstreamer1.0-tools pulseaudio pulseaudio-utils iproute2 util-linux sip-tester openssl
-          chromium fonts-wqy-zenhei)
+          chromium fonts-wqy-zenhei etcd-server)
 PYTHON=${PYTHON:-python3}
 
 packages=("${ENGINE_APT[@]}")

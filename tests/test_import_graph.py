@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitor.store",),
     ("monitor.actions",),
     ("monitor.runtime",),
+    ("monitor.cluster",),
     ("monitor.web",),
     ("monitor.engine", "monitor.evaluate", "monitor.cli", "monitor.__main__", "monitor"),
 )

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from detectors.config import DetectorConfig
+from monitor.config.broadcasts import broadcast_file_problems
 from monitor.config.models import Config
 from monitor.config.problems import (
     ConfigError,
@@ -189,6 +190,8 @@ def check_files(loaded: LoadedConfig, decode: bool = True) -> list[ConfigProblem
                     load_announcement(audio, 8000)
                 except AnnouncementError as exc:
                     add(("rules", i, key), str(exc))
+    for loc, message in broadcast_file_problems(loaded.config.broadcasts, loaded.base_dir, decode):
+        add(loc, message)
     return problems
 
 

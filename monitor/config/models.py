@@ -24,6 +24,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from detectors.config import DetectorConfig
+from monitor.config.broadcasts import BroadcastConfig
+from monitor.config.cluster import ClusterConfig
 from monitor.config.notify import NotifierConfig
 from monitor.config.retention import RetentionConfig
 from monitor.config.web import WebConfig
@@ -214,4 +216,10 @@ class Config(_Model):
     )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="When clips and snapshots are deleted (records are kept)."
+    )
+    cluster: ClusterConfig | None = Field(
+        None, description="Share the cameras among several machines through etcd; absent = this machine runs all."
+    )
+    broadcasts: dict[str, BroadcastConfig] = Field(
+        default_factory=dict, description="Scheduled announcements (daily notices) on speakers, by name."
     )

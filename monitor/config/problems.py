@@ -170,6 +170,10 @@ def cross_reference_problems(config: Config) -> Iterator[tuple[Path_, str]]:
                 yield ("rules", i, "speakers", j), _unknown("speaker", spk, targets)
         if isinstance(rule, GatheringRuleConfig) and rule.close_level > rule.min_people:
             yield ("rules", i, "close_below"), f"close_below ({rule.close_level}) must not exceed min_people"
+    for name, broadcast in config.broadcasts.items():
+        for i, spk in enumerate(broadcast.speakers):
+            if spk not in targets:
+                yield ("broadcasts", name, "speakers", i), _unknown("speaker", spk, targets)
 
 
 def _unknown(what: str, name: str, known: dict[str, Any]) -> str:

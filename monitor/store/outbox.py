@@ -8,6 +8,10 @@ recovery resumes or closes at the next start, and a heartbeat that dates an uncl
 If the disk is full and SQLite cannot write, changes wait in memory (in order, after those on disk) and the
 outbox says so in ``problem``; nothing is dropped while the process lives, and they move to disk as soon as it
 takes writes again.
+
+Clustered (``cluster:``), each change is stamped when queued with the fencing token this node holds for the
+incident's camera (0 once it no longer owns it), and delivered with it: a change the store refuses as stale (a
+newer owner has the camera) is logged, counted and dropped, never retried.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from monitor.incident import Incident, IncidentChange
+from monitor.store.fencing import StaleWrite
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,7 @@ CREATE TABLE IF NOT EXISTS changes (
     incident_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     body TEXT NOT NULL,
+    fence INTEGER,
     UNIQUE (incident_id, seq)
 );
 CREATE TABLE IF NOT EXISTS open_incidents (id TEXT PRIMARY KEY, rule TEXT NOT NULL, record TEXT NOT NULL);
@@ -38,8 +45,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+class Apply(Protocol):
+    """The store's ``apply``: a change, with the fencing token it was made under when there is one."""
+
+    def __call__(self, change: IncidentChange, fence: int | None = None, /) -> bool: ...
+
+
 class Outbox:
-    """Ordered, durable queue of ``IncidentChange`` plus the open incidents; safe to use from several threads."""
+    """Ordered, durable queue of ``IncidentChange`` plus the open incidents; safe to use from several threads.
+
+    ``fence_of``: the fencing token this node holds for a camera (clustered engines), stamped on each change.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,24 +64,28 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        if "fence" not in {row[1] for row in self._db.execute("PRAGMA table_info(changes)")}:  # an older outbox
+            self._db.execute("ALTER TABLE changes ADD COLUMN fence INTEGER")
         self._lock = threading.Lock()
-        self._memory: deque[IncidentChange] = deque()  # written when the disk refused; delivered after the disk's
+        self.fence_of: Callable[[str], int] | None = None
+        self._memory: deque[tuple[IncidentChange, int | None]] = deque()  # the disk refused; delivered after its
         self._copies_in_memory: dict[str, Incident] = {}  # the newest copy of each incident not yet on disk
         self.problem: str | None = None
         self.added = threading.Event()  # set on every put: wakes the delivery thread
 
     def put(self, change: IncidentChange, incident: Incident) -> None:
         """Queue ``change`` and keep ``incident`` (the state after it) as this engine's copy while it is open."""
+        fence = None if self.fence_of is None else self.fence_of(incident.camera)
         with self._lock:
             if not self._memory or self._spill():
                 try:
-                    self._write(change, incident)
+                    self._write(change, fence, incident)
                     self.added.set()
                     return
                 except sqlite3.Error as exc:
                     self.problem = f"outbox not writable ({exc}): changes wait in memory"
                     log.error("%s", self.problem)
-            self._memory.append(change)
+            self._memory.append((change, fence))
             self._copies_in_memory[incident.id] = incident
         self.added.set()
 
@@ -74,8 +94,8 @@ class Outbox:
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                for change in self._memory:
-                    self._insert(change)
+                for change, fence in self._memory:
+                    self._insert(change, fence)
                 for incident in self._copies_in_memory.values():
                     self._keep(incident)
         except sqlite3.Error:
@@ -86,16 +106,16 @@ class Outbox:
         self.problem = None
         return True
 
-    def _write(self, change: IncidentChange, incident: Incident) -> None:
+    def _write(self, change: IncidentChange, fence: int | None, incident: Incident) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._insert(change)
+            self._insert(change, fence)
             self._keep(incident)
 
-    def _insert(self, change: IncidentChange) -> None:
+    def _insert(self, change: IncidentChange, fence: int | None) -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO changes (incident_id, seq, body) VALUES (?, ?, ?)",
-            (change.incident_id, change.seq, json.dumps(change.to_json(), ensure_ascii=False)),
+            "INSERT OR IGNORE INTO changes (incident_id, seq, body, fence) VALUES (?, ?, ?, ?)",
+            (change.incident_id, change.seq, json.dumps(change.to_json(), ensure_ascii=False), fence),
         )
 
     def _keep(self, incident: Incident) -> None:
@@ -114,7 +134,7 @@ class Outbox:
             (count,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
             return int(count) + len(self._memory)
 
-    def deliver(self, apply: Callable[[IncidentChange], bool], limit: int = 200) -> int:
+    def deliver(self, apply: Apply, limit: int = 200) -> int:
         """Apply queued changes in order until one fails; return how many were delivered.
 
         ``apply`` raises on a store error (the change stays queued and is tried again later). A change the
@@ -122,9 +142,9 @@ class Outbox:
         """
         delivered = 0
         with self._lock:
-            rows = self._db.execute("SELECT id, body FROM changes ORDER BY id LIMIT ?", (limit,)).fetchall()
-        for row_id, body in rows:
-            apply(IncidentChange.from_json(json.loads(body)))
+            rows = self._db.execute("SELECT id, body, fence FROM changes ORDER BY id LIMIT ?", (limit,)).fetchall()
+        for row_id, body, fence in rows:
+            _apply(apply, IncidentChange.from_json(json.loads(body)), fence)
             with self._lock:
                 self._db.execute("DELETE FROM changes WHERE id = ?", (row_id,))
             delivered += 1
@@ -136,8 +156,8 @@ class Outbox:
                     if self._copies_in_memory:  # their changes are delivered; the copies still go to disk
                         self._spill()
                     return delivered
-                change = self._memory[0]
-            apply(change)
+                change, fence = self._memory[0]
+            _apply(apply, change, fence)
             with self._lock:
                 self._memory.popleft()
             delivered += 1
@@ -168,6 +188,11 @@ class Outbox:
             self._db.close()
 
 
+def _apply(apply: Apply, change: IncidentChange, fence: int | None) -> bool:
+    """One change; the token only where it was stamped (one machine: the store never checks)."""
+    return apply(change) if fence is None else apply(change, fence)
+
+
 class Delivery:
     """A thread that delivers the outbox to the store, with backoff while the store fails.
 
@@ -179,7 +204,7 @@ class Delivery:
     def __init__(
         self,
         outbox: Outbox,
-        apply: Callable[[IncidentChange], bool],
+        apply: Apply,
         on_error: Callable[[Exception], None] | None = None,
         max_backoff_s: float = 5.0,
         heartbeat_s: float = 5.0,
@@ -190,6 +215,7 @@ class Delivery:
         self.on_error = on_error
         self.max_backoff_s = max_backoff_s
         self.last_error: str | None = None
+        self.fenced = 0  # changes the store refused as stale (another node owns the camera now): dropped
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-delivery", daemon=True)
 
@@ -220,11 +246,15 @@ class Delivery:
             if self.outbox.pending() == 0:
                 self.outbox.added.wait(0.5)
 
-    def _apply_one(self, change: IncidentChange) -> bool:
+    def _apply_one(self, change: IncidentChange, fence: int | None = None, /) -> bool:
         try:
-            return self.apply(change)
+            return _apply(self.apply, change, fence)
         except KeyError as exc:  # the record is gone (deleted by hand): nothing to attach this change to
             log.error("dropping change %s: %s", change.key, exc)
+            return False
+        except StaleWrite as exc:  # a newer owner has the camera: retrying could never succeed
+            self.fenced += 1
+            log.warning("dropping change %s (%s): %s", change.key, change.kind, exc)
             return False
 
     def flush(self, timeout: float) -> bool:

@@ -1,0 +1,122 @@
+"""A real etcd cluster (Debian's etcd-server) of three members on free loopback ports, one test long.
+
+Members can be killed (SIGKILL) and started again on the same ports and data directories, as in production.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import free_port, stop
+
+
+@dataclass
+class EtcdMember:
+    """One etcd member: its name, ports and process."""
+
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_url(self) -> str:
+        """Where clients reach it."""
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        """Where the other members reach it."""
+        return f"http://127.0.0.1:{self.peer_port}"
+
+
+class EtcdCluster:
+    """Three members started with a static ``--initial-cluster``."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.exe = shutil.which("etcd") or pytest.skip("apt-get install etcd-server")
+        self.root = root
+        self.members = [EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}") for i in range(size)]
+        self.initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Client URLs of every member (what ``cluster.etcd`` lists)."""
+        return [m.client_url for m in self.members]
+
+    def start(self, member: EtcdMember) -> None:
+        """Start (or restart) one member; it rejoins with its data directory."""
+        args = [
+            self.exe, "--name", member.name, "--data-dir", str(member.data_dir),
+            "--listen-client-urls", member.client_url, "--advertise-client-urls", member.client_url,
+            "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
+            "--initial-cluster", self.initial, "--initial-cluster-state", "new",
+            "--initial-cluster-token", "vm-test", "--heartbeat-interval", "100", "--election-timeout", "1000",
+        ]  # fmt: skip
+        with (self.root / f"{member.name}.log").open("ab") as log:
+            member.proc = subprocess.Popen(args, stdout=log, stderr=log)
+
+    def healthy(self, member: EtcdMember) -> bool:
+        """The member answers and has a leader."""
+        try:
+            reply = httpx.get(f"{member.client_url}/health", timeout=1)
+            return reply.status_code == 200 and reply.json().get("health") == "true"
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def wait_healthy(self, members: list[EtcdMember] | None = None, timeout: float = 30) -> None:
+        """Poll until the given members (default all) answer with a leader."""
+        deadline = time.monotonic() + timeout
+        for member in members or self.members:
+            while not self.healthy(member):
+                if time.monotonic() > deadline:
+                    logs = "\n".join((self.root / f"{m.name}.log").read_text()[-1500:] for m in self.members)
+                    pytest.fail(f"etcd member {member.name} not healthy within {timeout} s:\n{logs}")
+                time.sleep(0.1)
+
+    def leader(self) -> EtcdMember:
+        """The member that leads now (killing it is the hard case: the others must elect a new one)."""
+        for member in self.members:
+            if member.proc is None or member.proc.poll() is not None:
+                continue
+            try:
+                status = httpx.post(f"{member.client_url}/v3/maintenance/status", json={}, timeout=2).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            if status.get("leader") == status["header"]["member_id"]:
+                return member
+        pytest.fail("no etcd member says it leads")
+
+    def kill(self, member: EtcdMember) -> None:
+        """SIGKILL one member."""
+        assert member.proc is not None
+        member.proc.send_signal(signal.SIGKILL)
+        member.proc.wait(10)
+
+    def close(self) -> None:
+        """Stop every member."""
+        for member in self.members:
+            if member.proc is not None:
+                stop(member.proc)
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A healthy three-member etcd cluster on loopback."""
+    cluster = EtcdCluster(tmp_path / "etcd")
+    cluster.root.mkdir()
+    for member in cluster.members:
+        cluster.start(member)
+    cluster.wait_healthy()
+    yield cluster
+    cluster.close()

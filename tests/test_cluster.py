@@ -1,0 +1,285 @@
+"""Camera ownership over a real three-member etcd cluster (Debian's etcd-server), on loopback.
+
+The first tests run ``ClusterNode`` in this process (fast); those marked slow run real ``monitor run --node``
+processes with looping file cameras and a real redis-server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from monitor.cluster.etcd import Etcd
+from monitor.cluster.node import OWNERS, ClusterNode
+from monitor.cluster.rendezvous import rendezvous
+from monitor.cluster.status import read_status
+from monitor.config import ConfigError, load_config
+from monitor.config.cluster import ClusterConfig
+from monitor.store import fencing
+from tests.support.engine_process import start_engine
+from tests.support.etcd import EtcdCluster
+from tests.support.etcd import etcd_cluster as etcd_cluster  # the fixture
+from tests.support.processes import stop
+from tests.support.waiting import wait_until
+
+TTL_S = 5  # above an etcd leader election (about 1-2 s here) plus margin
+CAMERAS = [f"cam{i}" for i in range(6)]
+
+
+@dataclass
+class Seat:
+    """A node plus what it was told to run (its callbacks record starts and stops)."""
+
+    node: ClusterNode
+    running: set[str] = field(default_factory=set)
+    stopped_at: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claimed(self, camera: str, token: int) -> bool:
+        with self.lock:
+            self.running.add(camera)
+        return True
+
+    def released(self, camera: str, reason: str) -> None:
+        with self.lock:
+            self.running.discard(camera)
+            self.stopped_at[camera] = time.monotonic()
+
+
+def seat(endpoints: list[str], name: str, cameras: list[str] = CAMERAS) -> Seat:
+    config = ClusterConfig(etcd=tuple(endpoints), lease_ttl_s=TTL_S)
+    s = Seat(node=None)  # type: ignore[arg-type]
+    s.node = ClusterNode(config, name, cameras, s.claimed, s.released)
+    s.node.start()
+    return s
+
+
+def owners(endpoints: list[str]) -> dict[str, str]:
+    """Camera -> owning node, as etcd has it."""
+    etcd = Etcd(endpoints)
+    try:
+        return {kv.key.removeprefix(OWNERS): kv.value.decode() for kv in etcd.prefix(OWNERS)}
+    finally:
+        etcd.close()
+
+
+def settled(seats: dict[str, Seat], endpoints: list[str]) -> bool:
+    """Every camera is owned once, by the node rendezvous picks among ``seats``, and runs there only."""
+    want = rendezvous(CAMERAS, dict.fromkeys(seats, 1.0))
+    running = {camera: name for name, s in seats.items() for camera in s.running}
+    count = sum(len(s.running) for s in seats.values())
+    return owners(endpoints) == want and running == want and count == len(CAMERAS)
+
+
+@pytest.fixture
+def three(etcd_cluster: EtcdCluster) -> Iterator[dict[str, Seat]]:
+    seats = {name: seat(etcd_cluster.endpoints, name) for name in ("a", "b", "c")}
+    wait_until(lambda: settled(seats, etcd_cluster.endpoints), 30, "six cameras spread over three nodes")
+    yield seats
+    for s in seats.values():
+        s.node.stop()
+
+
+def test_every_camera_owned_once_with_its_claim_revision_as_token(
+    three: dict[str, Seat], etcd_cluster: EtcdCluster
+) -> None:
+    etcd = Etcd(etcd_cluster.endpoints)
+    claims = {kv.key.removeprefix(OWNERS): kv for kv in etcd.prefix(OWNERS)}
+    etcd.close()
+    for name, s in three.items():
+        for camera, token in s.node.owned().items():
+            assert claims[camera].value.decode() == name and claims[camera].create_revision == token
+    status = read_status(ClusterConfig(etcd=tuple(etcd_cluster.endpoints), lease_ttl_s=TTL_S), CAMERAS)
+    assert status["cameras"] == owners(etcd_cluster.endpoints)
+    assert [(n["name"], n["alive"]) for n in status["nodes"]] == [("a", True), ("b", True), ("c", True)]
+
+
+def test_losing_one_etcd_member_moves_no_camera(three: dict[str, Seat], etcd_cluster: EtcdCluster) -> None:
+    before = {name: s.node.owned() for name, s in three.items()}
+    etcd_cluster.kill(etcd_cluster.leader())  # the hard case: the others elect a new leader meanwhile
+    end = time.monotonic() + 3 * TTL_S
+    while time.monotonic() < end:  # three lease lifetimes: any lost lease would have shown
+        assert {name: s.node.owned() for name, s in three.items()} == before
+        time.sleep(0.2)
+    assert owners(etcd_cluster.endpoints) == {c: n for n, o in before.items() for c in o}
+
+
+def test_a_joining_node_moves_only_its_share(three: dict[str, Seat], etcd_cluster: EtcdCluster) -> None:
+    before = owners(etcd_cluster.endpoints)
+    three["d"] = seat(etcd_cluster.endpoints, "d")
+    wait_until(lambda: settled(three, etcd_cluster.endpoints), 30, "the fourth node took its cameras")
+    after = owners(etcd_cluster.endpoints)
+    moved = {camera for camera in CAMERAS if before[camera] != after[camera]}
+    assert all(after[camera] == "d" for camera in moved), "cameras moved between the old nodes"
+    assert len(moved) <= 1.5 * len(CAMERAS) / 4, moved
+    print(f"\na fourth node took {len(moved)} of {len(CAMERAS)} cameras: {sorted(moved)}")
+
+
+def test_a_node_leaving_cleanly_hands_over_at_once(three: dict[str, Seat], etcd_cluster: EtcdCluster) -> None:
+    leaving = three.pop("a")
+    had = set(leaving.running)
+    leaving.node.stop()
+    took = wait_until(lambda: settled(three, etcd_cluster.endpoints), TTL_S, "the others took a's cameras")
+    print(f"\n{len(had)} camera(s) of a node that left ran elsewhere after {took:.1f} s (lease ended, not expired)")
+
+
+def test_a_node_cut_off_from_etcd_stops_its_cameras_before_its_lease_ends(
+    three: dict[str, Seat],
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """A node that reaches only one member is cut off when that member dies: it stops its cameras within 2/3 of
+    the TTL (measured), and the others run them only once its lease has expired: no two owners at a time."""
+    lonely = seat([etcd_cluster.endpoints[2]], "e", CAMERAS)
+    three["e"] = lonely
+    wait_until(lambda: settled(three, etcd_cluster.endpoints), 30, "node e took its cameras")
+    had = set(lonely.running)
+    assert had, "rendezvous gave e no camera: pick another name"
+    cut = time.monotonic()
+    etcd_cluster.kill(etcd_cluster.members[2])
+    wait_until(lambda: not lonely.running, TTL_S, "the cut-off node stopped its cameras")
+    stopped = max(lonely.stopped_at[c] for c in had) - cut
+    others = {k: v for k, v in three.items() if k != "e"}
+    endpoints = etcd_cluster.endpoints[:2]
+    wait_until(lambda: all(owners(endpoints).get(c) in others for c in had), TTL_S + 5, "others own e's cameras")
+    taken = time.monotonic() - cut
+    print(f"\ncut off: stopped its {len(had)} camera(s) after {stopped:.2f} s, others ran them after {taken:.2f} s")
+    assert stopped <= 2 * TTL_S / 3 + 0.5
+    assert taken > stopped, "another node owned a camera while the cut-off node still ran it"
+    lonely.node.stop()
+
+
+# -- real engine processes ---------------------------------------------------------------------------------------
+@dataclass
+class Node:
+    """One ``monitor run --node NAME`` process (its own data directory: on one test machine, not one disk)."""
+
+    name: str
+    config: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = start_engine(self.config, self.log, "--no-web", "--node", self.name)
+
+    def signal_group(self, sig: int) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+
+
+def claims(endpoints: list[str]) -> dict[str, tuple[str, int]]:
+    """Camera -> (owner, fencing token), as etcd has it."""
+    etcd = Etcd(endpoints)
+    try:
+        return {kv.key.removeprefix(OWNERS): (kv.value.decode(), kv.create_revision) for kv in etcd.prefix(OWNERS)}
+    finally:
+        etcd.close()
+
+
+def running(client: redis.Redis, camera: str) -> int:
+    """The fencing token on the camera's live status (0: none): who really runs it, as the store shows."""
+    fence, updated = client.hmget(f"vm:camera:{camera}", "fence", "updated_ts")
+    return int(fence) if fence and updated and time.time() - float(updated) < 3 else 0
+
+
+def all_running(client: redis.Redis, endpoints: list[str], nodes: set[str]) -> bool:
+    """Every camera is claimed by one of ``nodes`` and publishes its status under that claim's token."""
+    owned = claims(endpoints)
+    return all(c in owned and owned[c][0] in nodes and running(client, c) == owned[c][1] for c in CAMERAS)
+
+
+@pytest.mark.slow
+def test_three_engine_processes_share_the_cameras_and_take_over(
+    etcd_cluster: EtcdCluster, redis_url: str, square_mp4: Path, tmp_path: Path
+) -> None:
+    endpoints = etcd_cluster.endpoints
+    client = redis.Redis.from_url(redis_url)
+    nodes = {}
+    for name in ("a", "b", "c"):
+        cfg = {
+            "data_dir": f"./data-{name}",
+            "redis_url": redis_url,
+            "status_interval_s": 1,
+            "cameras": {camera: {"url": str(square_mp4), "detect_fps": 1} for camera in CAMERAS},
+            "cluster": {"etcd": endpoints, "lease_ttl_s": TTL_S},
+        }
+        path = tmp_path / f"streams-{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        nodes[name] = Node(name, path, tmp_path / f"{name}.log")
+        nodes[name].start()
+    try:
+        wait_until(lambda: all_running(client, endpoints, set(nodes)), 120, "every camera runs on one node")
+        owned = claims(endpoints)
+        assert {owner for owner, _ in owned.values()} == set(nodes), owned
+
+        command = [sys.executable, "-m", "monitor", "cluster", "status", "--json", "-c", str(nodes["a"].config)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+        status = json.loads(out.stdout)
+        assert set(status) == {"nodes", "cameras"}
+        assert status["cameras"] == {camera: owner for camera, (owner, _) in owned.items()}
+        assert [(n["name"], n["alive"], n["cameras"]) for n in status["nodes"]] == [
+            (name, True, sorted(c for c, (o, _) in owned.items() if o == name)) for name in sorted(nodes)
+        ]
+
+        # kill -9: its cameras run elsewhere within lease_ttl_s + 5 s
+        lost = sorted(c for c, (o, _) in owned.items() if o == "b")
+        killed = time.monotonic()
+        nodes["b"].signal_group(signal.SIGKILL)
+        took = wait_until(lambda: all_running(client, endpoints, {"a", "c"}), TTL_S + 5, "b's cameras run elsewhere")
+        print(f"\nkill -9 of node b: its {len(lost)} camera(s) ran on a/c after {took:.1f} s (limit {TTL_S + 5} s)")
+        assert time.monotonic() - killed <= TTL_S + 5
+
+        # SIGSTOP: the paused node's lease expires, a takes its cameras; woken, its late writes are refused
+        before = claims(endpoints)
+        paused = {c: token for c, (o, token) in before.items() if o == "c"}
+        assert paused, before
+        nodes["c"].signal_group(signal.SIGSTOP)
+        try:
+            wait_until(lambda: all_running(client, endpoints, {"a"}), TTL_S + 10, "a runs c's cameras")
+            taken = {c: claims(endpoints)[c][1] for c in paused}
+            refused_before = fencing.rejected(client)
+        finally:
+            nodes["c"].signal_group(signal.SIGCONT)
+        end = time.monotonic() + 4
+        while time.monotonic() < end:  # the woken node's threads run on their old tokens: nothing of it lands
+            for camera, old in paused.items():
+                assert int(client.get(fencing.fence_key(camera)) or 0) >= taken[camera] > old
+                assert running(client, camera) != old, f"{camera}: status written under the stale token"
+            time.sleep(0.05)
+        refused = fencing.rejected(client)
+        late = sum(refused.get(c, 0) - refused_before.get(c, 0) for c in paused)
+        print(f"the woken node's late writes refused: {late} ({refused})")
+        assert late > 0, "the woken node wrote nothing at all: the test proved nothing"
+        assert "lost its lease" in nodes["c"].log.read_text(errors="replace")
+        wait_until(lambda: all_running(client, endpoints, {"a", "c"}), 60, "c rejoined; every camera runs once")
+    finally:
+        for node in nodes.values():
+            if node.proc is not None:
+                stop(node.proc)
+    assert nodes["a"].proc is not None and nodes["a"].proc.returncode == 0, nodes["a"].log.read_text()[-3000:]
+
+
+def test_cluster_config_problems_point_at_the_line(tmp_path: Path, square_mp4: Path) -> None:
+    path = tmp_path / "streams.yaml"
+    path.write_text(
+        f"cameras:\n  plaza: {{url: {square_mp4}}}\ncluster:\n  etcd: [localhost:2379]\n  lease_ttl_s: 1\n"
+        "  capacity: {'a/b': 2}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    text = str(exc.value)
+    assert f"{path}:4:" in text and "must be a client URL such as http://10.0.0.1:2379" in text
+    assert f"{path}:5:" in text and "lease_ttl_s" in text
+    assert f"{path}:6:" in text and "node name 'a/b'" in text
