@@ -1,8 +1,9 @@
 """streams.yaml: the models, loading with file:line:col problems, watching for saved edits, editing, reload plans.
 
 ``models`` the schema; ``load`` reading and file checks; ``problems`` located errors and cross references;
-``watch`` a saved file becomes a new config; ``edit`` round-trip edits (comments kept); ``reload`` what a new
-config changes in a running engine; ``notify``, ``retention``, ``web`` the service sections.
+``watch`` a saved file becomes a new config; ``edit`` exact text edits of one zone (the rest byte for byte);
+``reload`` what a new config changes in a running engine; ``notify``, ``retention``, ``web``, ``cluster``,
+``broadcasts`` the service sections.
 """
 
 from monitor.config.load import LoadedConfig, check_files, load_config, load_or_report

@@ -15,12 +15,17 @@ from monitor.config import ConfigError, LoadedConfig, check_files, load_config
 log = logging.getLogger(__name__)
 
 
-def config_mtime(path: Path) -> float | None:
-    """The file's modification time, None when it cannot be read (then nothing is reloaded)."""
+FileSignature = tuple[int, int, int]
+
+
+def config_signature(path: Path) -> FileSignature | None:
+    """What changes when the file is saved: modification time, inode (a save replaces the file by a rename, so two
+    saves within one clock tick still differ) and size; None when it cannot be read (then nothing is reloaded)."""
     try:
-        return path.stat().st_mtime
+        st = path.stat()
     except OSError:
         return None
+    return st.st_mtime_ns, st.st_ino, st.st_size
 
 
 class ConfigWatcher:
@@ -28,16 +33,16 @@ class ConfigWatcher:
 
     def __init__(self, loaded: LoadedConfig) -> None:
         self.current = loaded
-        self._mtime = config_mtime(loaded.path)
+        self._signature = config_signature(loaded.path)
         self._lock = threading.Lock()  # web requests poll from several threads
 
     def poll(self) -> LoadedConfig | None:
         """The new config when the file was saved since and is valid; None otherwise (errors are logged)."""
         with self._lock:
-            mtime = config_mtime(self.current.path)
-            if mtime == self._mtime:
+            signature = config_signature(self.current.path)
+            if signature == self._signature:
                 return None
-            self._mtime = mtime
+            self._signature = signature
             try:
                 new = load_config(self.current.path)
                 problems = check_files(new, decode=False)
