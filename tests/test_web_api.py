@@ -27,21 +27,13 @@ from monitor.web.auth import FAILURES_PER_USER_IP
 from monitor.web.cli import register
 from monitor.web.views import strip_paths
 from tests.support.processes import free_port, stop
-from tests.support.web import SECRET, Site, make_media, publish_camera, running_site, seed_incident, write_config
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory, square_mp4: Path) -> dict[str, Path]:
-    """Real clips and JPEGs, cut once for the module."""
-    return make_media(square_mp4, tmp_path_factory.mktemp("data"))
+from tests.support.web import SECRET, Site, publish_camera, seed_incident
 
 
 @pytest.fixture
-def site(redis_url: str, tmp_path: Path, media: dict[str, Path]) -> Iterator[Site]:
-    """The web server on a fresh Redis with users, a live camera and the test config."""
-    config = write_config(tmp_path / "streams.yaml", media["clip"].parent.parent)
-    with running_site(redis_url, config, media) as running:
-        yield running
+def site(shared_media_site: Site) -> Site:
+    """This module's tests share one cut of the media."""
+    return shared_media_site
 
 
 def _api_routes(site: Site) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,16 @@ from monitor.web import user_audit
 from monitor.web.auth import Auth
 from monitor.web.cli import add_user
 from tests.support.browser import login, until
-from tests.support.web import PASSWORDS, Site, make_media, running_site, write_config
+from tests.support.web import PASSWORDS, Site
 
 GOOD = "violet-harbour-lantern-87"
 OTHER = "quiet-meadow-copper-kite"
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory, square_mp4: Path) -> dict[str, Path]:
-    """Real clips and JPEGs, cut once for the module."""
-    return make_media(square_mp4, tmp_path_factory.mktemp("data"))
-
-
 @pytest.fixture
-def site(redis_url: str, tmp_path: Path, media: dict[str, Path]) -> Iterator[Site]:
-    """The web server on a fresh Redis with users admin, oper and view."""
-    config = write_config(tmp_path / "streams.yaml", media["clip"].parent.parent)
-    with running_site(redis_url, config, media) as running:
-        yield running
+def site(shared_media_site: Site) -> Site:
+    """This module's tests share one cut of the media."""
+    return shared_media_site
 
 
 def _trail(site: Site) -> list[tuple[str | None, str, str]]:

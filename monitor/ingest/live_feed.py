@@ -18,6 +18,7 @@ from typing import Protocol
 
 import av
 
+from monitor.ingest.demux import paced_packets
 from monitor.ingest.remux import Fmp4Remuxer, StreamInfo
 from monitor.ingest.worker import BACKOFF_FIRST_S, Source, open_arguments
 from monitor.redact import scrub
@@ -184,45 +185,19 @@ class LiveFeed:
     def _packets(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[tuple[av.Packet, float]]:  # type: ignore[type-arg]
-        """Packets with increasing timestamps and their arrival time; a file is paced and looped like a camera."""
-        offset = 0  # added to pts/dts across file loops
-        span = 0
-        last_dts: int | None = None
-        t0_wall = time.time()
-        t0_media: float | None = None
-        tb = float(stream.time_base or 0)
-        while not self._stop.is_set():
-            got_any = False
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                got_any = True
-                dts = packet.dts if packet.dts is not None else packet.pts
-                dts = (last_dts + 1 if last_dts is not None else 0) if dts is None else dts + offset
-                if last_dts is not None and dts <= last_dts:
-                    dts = last_dts + 1  # live streams repeat timestamps at times; the muxer needs them increasing
-                pts = max(dts, packet.pts + offset if packet.pts is not None else dts)
-                span = max(span, pts + (packet.duration or 0) - offset)
-                packet.dts, packet.pts = dts, pts
-                last_dts = dts
-                if self.source.is_file:
-                    if t0_media is None:
-                        t0_media = dts * tb
-                    due = t0_wall + (dts * tb - t0_media) / self.source.speed
-                    if (wait := due - time.time()) > 0 and self._stop.wait(wait):
-                        return
-                    yield packet, due
-                else:
-                    yield packet, time.time()
-                if self._stop.is_set():
-                    return
-            if not self.source.is_file or not self.source.loop:
-                return
-            if not got_any:
-                raise ValueError(f"no video in {self.source.redacted()}")
-            container.seek(0)
-            offset += span
-            span = 0
+        """Packets with increasing timestamps (written back for the muxer) and the wall time they were handed on."""
+        src = self.source
+        for p in paced_packets(
+            container,
+            stream,
+            is_file=src.is_file,
+            loop=src.loop,
+            speed=src.speed,
+            stop=self._stop,
+            label=src.redacted(),
+        ):
+            p.packet.dts, p.packet.pts = p.dts, p.pts
+            yield p.packet, p.due
 
 
 class FeedHub:

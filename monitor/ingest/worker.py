@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
+from monitor.ingest.demux import paced_packets
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
 from monitor.ingest.sampler import Sampler, SamplingMode
 from monitor.redact import redact_url, scrub, url_problem
@@ -240,56 +241,18 @@ class StreamWorker:
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[tuple[av.Packet, BufferedPacket]]:  # type: ignore[type-arg]
         """Demux (looping and pacing files), yielding each packet with its camera time and unwrapped stamps."""
-        if stream.time_base is None:
-            raise ValueError(f"video stream of {self.source.redacted()} has no time base")
-        tb = float(stream.time_base)
-        offset = 0  # added to pts/dts: keeps timestamps increasing across file loops
-        span = 0  # end of the last pass, in ticks
-        last_dts = None
-        t0_wall = time.time()
-        t0_media: float | None = None
-        while not self._stop.is_set():
-            got_any = False
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                got_any = True
-                dts = packet.dts if packet.dts is not None else packet.pts
-                if dts is None:
-                    dts = 0 if last_dts is None else last_dts + 1
-                dts += offset
-                if last_dts is not None and dts <= last_dts:
-                    dts = last_dts + 1  # live streams repeat timestamps at times; keep them increasing
-                pts = (packet.pts + offset) if packet.pts is not None else dts
-                duration = packet.duration or 0
-                span = max(span, pts + duration - offset)
-                last_dts = dts
-                if self.source.is_file:
-                    if t0_media is None:
-                        t0_media = dts * tb
-                    media = dts * tb - t0_media
-                    self._pace(t0_wall + media / self.source.speed)
-                    ts = t0_wall + media
-                else:
-                    ts = time.time()
-                yield packet, BufferedPacket(ts, pts, dts, duration, bool(packet.is_keyframe), packet)
-                if self._stop.is_set():
-                    return
-            if not self.source.is_file:
-                return  # a live stream that ends is a disconnect: reconnect
-            if not got_any:
-                raise ValueError(f"no decodable video in {self.source.redacted()}")
-            if not self.source.loop:
-                return
-            container.seek(0)
-            stream.codec_context.flush_buffers()
-            offset += span
-            span = 0
-
-    def _pace(self, due_wall: float) -> None:
-        delay = due_wall - time.time()
-        if delay > 0:
-            self._stop.wait(delay)
+        src = self.source
+        for p in paced_packets(
+            container,
+            stream,
+            is_file=src.is_file,
+            loop=src.loop,
+            speed=src.speed,
+            stop=self._stop,
+            label=src.redacted(),
+            on_loop=stream.codec_context.flush_buffers,
+        ):
+            yield p.packet, BufferedPacket(p.ts, p.pts, p.dts, p.duration, bool(p.packet.is_keyframe), p.packet)
 
     def _count_packet(self, ts: float) -> None:
         """Every packet is one frame of video arriving (stall detection and input fps need no decoding)."""

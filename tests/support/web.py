@@ -181,3 +181,17 @@ def site(redis_url: str, tmp_path: Path, square_mp4: Path) -> Iterator[Site]:
     config = write_config(tmp_path / "streams.yaml", tmp_path / "data")
     with running_site(redis_url, config, media) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def module_media(tmp_path_factory: pytest.TempPathFactory, square_mp4: Path) -> dict[str, Path]:
+    """Real clips and JPEGs, cut once per test module (for tests that only read them)."""
+    return make_media(square_mp4, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def shared_media_site(redis_url: str, tmp_path: Path, module_media: dict[str, Path]) -> Iterator[Site]:
+    """The web server on a fresh Redis with users, a live camera and the test config, over the module's media."""
+    config = write_config(tmp_path / "streams.yaml", module_media["clip"].parent.parent)
+    with running_site(redis_url, config, module_media) as running:
+        yield running
