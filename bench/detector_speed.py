@@ -22,6 +22,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.machine import header
 from detectors import DetectorConfig, create_detector, ensure_default_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.imgsz, args.frames, args.tiles = "640", 10, "none,2x2"
     frames = load_frames(10, args.frames)
+    print(header())
     print(f"{len(frames)} frames of {VIDEO.name} ({frames[0].shape[1]}x{frames[0].shape[0]}), one per call\n")
     print("| backend | imgsz | tiles | ms/frame (median) | people/frame |")
     print("|---|---:|---|---:|---:|")

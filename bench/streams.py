@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.machine import header, machine
 from detectors import create_detector
 from monitor.config import Config, LoadedConfig
 from monitor.engine import Engine
@@ -521,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     starts = {key: int(v) for key, v in (item.split("=") for item in args.start.split(","))}
     all_trials: list[Trial] = []
     summary: dict[str, dict[str, Any]] = {}
+    print(header(), flush=True)
     print(f"machine: {os.cpu_count()} CPUs; imgsz {args.imgsz}; {args.duration:.0f} s windows", flush=True)
     for variant in variants:
         print(f"{variant}: {', '.join(p.name for p in camera_media(variant).values())}", flush=True)
@@ -559,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f"; cameras held {e['capacity']} vs {p['capacity']} (x{ratio:.2f})"
         print(line)
     if args.json is not None:
-        args.json.write_text(json.dumps({"summary": summary, "trials": [asdict(t) for t in all_trials]}, indent=1))
+        result = {"machine": machine(), "summary": summary, "trials": [asdict(t) for t in all_trials]}
+        args.json.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 from detectors.base import Detector, DetectorError
 from detectors.config import DetectorConfig
 from detectors.export import ExportFormat, ExportSettings, ensure_export
 from detectors.native import NativeDetector, Runner, inference_parallelism
+from detectors.precision import CpuPrecision, choose_cpu_precision, read_cpu_info
 from detectors.select import BackendChoice
 from detectors.yolo import UltralyticsDetector
+
+log = logging.getLogger(__name__)
+# OpenVINO's INFERENCE_PRECISION_HINT per choice; INT8 models keep their float parts in f32, as the gate ran them.
+_HINT: dict[CpuPrecision, str] = {"int8": "f32", "bf16": "bf16", "f32": "f32"}
 
 
 def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -> Detector:
@@ -31,7 +38,10 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
         if choice.backend == "openvino":
             from detectors.openvino_backend import OpenVinoRunner
 
-            runner = OpenVinoRunner(exported.path, threads, streams)
+            path, hint, why = openvino_precision(config, source, exported.path)
+            exported = replace(exported, path=path, directory=path.parent)  # the INT8 IR where chosen
+            runner = OpenVinoRunner(path, threads, streams, precision=hint)
+            choice = BackendChoice(choice.backend, f"{choice.reason}; {why}", choice.device)
         else:
             from detectors.onnx_backend import OnnxRuntimeRunner
 
@@ -39,3 +49,15 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
     except Exception as exc:  # runtimes raise their own types for unreadable models
         raise DetectorError(f"cannot open {exported.path} with {choice.backend}: {exc}") from exc
     return NativeDetector(config, runner, exported, source.name, choice.backend, choice.reason)
+
+
+def openvino_precision(config: DetectorConfig, source: Path, fp32: Path) -> tuple[Path, str, str]:
+    """(IR to load, OpenVINO precision hint, why) for this CPU and ``config.precision``; logs the choice."""
+    from detectors.int8 import find_int8  # deferred: only OpenVINO needs it
+
+    cpu = read_cpu_info()
+    int8 = find_int8(source, config.imgsz) if config.precision in ("auto", "int8") else None
+    precision, why = choose_cpu_precision(cpu.flags, config.precision, int8.verdict if int8 else None)
+    log.info("detector precision %s at imgsz %d: %s (%s)", precision, config.imgsz, why, cpu.model)
+    path = int8.path if precision == "int8" and int8 is not None else fp32
+    return path, _HINT[precision], f"precision {precision}: {why}"

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Backend = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
-Precision = Literal["auto", "fp32", "fp16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 
 
 class TilingConfig(BaseModel):
@@ -122,12 +122,17 @@ class DetectorConfig(BaseModel):
     precision: Precision = Field(
         default="auto",
         description=(
-            "Numeric precision of GPU inference. 'auto' = fp16 on a CUDA device (torch via Ultralytics with "
-            "half=True for a .pt model; TensorRT engines are built fp16) and fp32 on the CPU. 'fp32' forces full "
-            "precision on the GPU too (TensorRT engine built fp32). 'fp16' demands a CUDA device and fails at "
-            "startup without one. ONNX Runtime and OpenVINO on the CPU run the fp32 export whatever this says "
-            "(OpenVINO may compute in bf16 on CPUs that have it). fp16 finds the same people as fp32 on the sample "
-            "footage (bench/RESULTS.md, 'GPU path')."
+            "Numeric precision. On a CUDA device: 'auto' = fp16 (torch via Ultralytics with half=True for a .pt "
+            "model; TensorRT engines are built fp16), 'fp32' forces full precision (TensorRT engine built fp32), "
+            "'fp16' demands a CUDA device and fails at startup without one (fp16 finds the same people as fp32 on "
+            "the sample footage, bench/RESULTS.md 'GPU path'). On the CPU with OpenVINO: 'auto' = int8 when the "
+            "CPU has VNNI/AMX-INT8 (avx512_vnni, avx_vnni, amx_int8) and a cached INT8 model (`python -m "
+            "detectors.int8 --imgsz N --source CAMERA_FILE_OR_URL`) passed its accuracy gate, else bf16 where "
+            "bf16 is native (avx512_bf16, amx_bf16), else fp32 (bench/RESULTS.md 'CPU precision'); the choice "
+            "and why is logged at startup. "
+            "'bf16' needs native bf16; 'int8' uses the gated INT8 "
+            "model whatever the flags (falls back like auto when there is none or it failed the gate); 'fp32' "
+            "forces f32. ONNX Runtime and torch on the CPU always run fp32 ('bf16'/'int8' need OpenVINO)."
         ),
     )
     threads: int | None = Field(

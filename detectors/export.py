@@ -108,7 +108,7 @@ def _exporter_version() -> str:
         return "unknown"
 
 
-def _read_manifest(directory: Path, expect: dict[str, Any]) -> dict[str, Any] | None:
+def read_manifest(directory: Path, expect: dict[str, Any]) -> dict[str, Any] | None:
     """The manifest if it and every file it lists verify, else None (missing, stale or corrupt)."""
     try:
         manifest: dict[str, Any] = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
@@ -142,7 +142,7 @@ def _result(directory: Path, manifest: dict[str, Any], rebuilt: bool) -> Exporte
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Exclusive advisory lock on ``path`` (created if needed), held for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
@@ -165,29 +165,34 @@ def ensure_export(source: Path, settings: ExportSettings, timeout_s: float = 900
         "settings": settings.as_dict(),
         "exporter": _exporter_version(),
     }
-    manifest = _read_manifest(target, expect)
+    manifest = read_manifest(target, expect)
     if manifest is not None:
         return _result(target, manifest, rebuilt=False)
-    with _locked(target.with_name(target.name + ".lock")):
-        manifest = _read_manifest(target, expect)  # another process may have built it while we waited
+    with locked(target.with_name(target.name + ".lock")):
+        manifest = read_manifest(target, expect)  # another process may have built it while we waited
         if manifest is not None:
             return _result(target, manifest, rebuilt=False)
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:
             _build(source, settings, tmp, expect, timeout_s)
-            if target.exists():  # stale or corrupt: move aside first so the rename is atomic
-                trash = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-            os.replace(tmp, target)
+            install_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        manifest = _read_manifest(target, expect)
+        manifest = read_manifest(target, expect)
         if manifest is None:
             raise DetectorError(f"export {target} did not verify right after it was built")
         log.info("exported %s -> %s in %.1f s", source.name, target, time.monotonic() - started)
         return _result(target, manifest, rebuilt=True)
+
+
+def install_dir(built: Path, target: Path) -> None:
+    """Move the finished ``built`` directory to ``target``, replacing a stale one (call under ``locked``)."""
+    if target.exists():  # stale or corrupt: move aside first so the rename is atomic
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(built, target)
 
 
 def _build(source: Path, settings: ExportSettings, out: Path, expect: dict[str, Any], timeout_s: float) -> None:

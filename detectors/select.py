@@ -31,6 +31,7 @@ _MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "te
 _DIST = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
 _CPU_RUNTIMES: tuple[Literal["openvino", "onnxruntime"], ...] = ("openvino", "onnxruntime")
 # Device nodes a GPU driver creates: NVIDIA (Linux), WSL's GPU paravirtualisation, AMD ROCm (torch.cuda there too).
+_OPENVINO_PRECISIONS = ("bf16", "int8")  # CPU precisions only OpenVINO runs (see detectors.precision)
 _GPU_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg", "/dev/kfd")
 
 
@@ -128,13 +129,16 @@ def select_backend(
     """Resolve ``requested`` ("auto" or a name) on ``available``; DetectorError if it cannot run.
 
     Pure: everything it looks at is in its arguments. ``device`` is the configured torch device: "cpu"
-    keeps ``auto`` off the GPU. ``precision: fp16`` needs a CUDA device (torch or TensorRT).
+    keeps ``auto`` off the GPU. ``precision: fp16`` needs a CUDA device (torch or TensorRT); ``bf16``/``int8``
+    run only on OpenVINO (``auto`` resolves to it).
     """
     if _is_cpu_device(device):
         cuda, hw = None, f"device {device!r} configured, {available.cpus} CPUs"
     else:
         cuda, hw = available.cuda, available.hardware()
     gpu_device = device or "cuda:0"
+    if precision in _OPENVINO_PRECISIONS:
+        return _openvino_for(precision, requested, available, hw)
     if requested != "auto":
         if requested not in available.installed:
             raise DetectorError(f"detector backend {requested!r} is not installed (pip install {_DIST[requested]})")
@@ -168,7 +172,18 @@ def select_backend(
     return BackendChoice("torch", f"auto on {hw}: {'; '.join(skipped)}; torch via Ultralytics on the CPU", "cpu")
 
 
+def _openvino_for(precision: Precision, requested: Backend, available: Available, hw: str) -> BackendChoice:
+    """bf16 and int8 are OpenVINO CPU precisions: ``auto`` resolves to OpenVINO, any other backend is an error."""
+    if requested not in ("auto", "openvino"):
+        raise DetectorError(f"precision {precision!r} needs the openvino backend (CPU), not {requested}")
+    if "openvino" not in available.installed:
+        raise DetectorError(f"precision {precision!r} needs openvino (pip install openvino)")
+    how = "configured" if requested == "openvino" else f"auto on {hw}: precision {precision} runs on"
+    return BackendChoice("openvino", f"{how} openvino {available.version('openvino')} on the CPU")
+
+
 def choose_backend(requested: Backend, *, device: str | None = None, precision: Precision = "auto") -> BackendChoice:
     """``select_backend`` on this machine (``probe``); CUDA is probed only when the choice depends on it."""
-    needs_cuda = requested in ("auto", "torch", "tensorrt") and not _is_cpu_device(device)
+    on_gpu = requested in ("auto", "torch", "tensorrt") and precision not in _OPENVINO_PRECISIONS
+    needs_cuda = on_gpu and not _is_cpu_device(device)
     return select_backend(requested, probe(cuda=needs_cuda), device=device, precision=precision)

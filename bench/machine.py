@@ -1,0 +1,53 @@
+"""What machine a benchmark ran on: CPU model and the flags that decide INT8/bf16/f32 speed, for every result.
+
+A ratio measured where OpenVINO runs bf16 (AVX512-BF16) does not carry to a CPU without it (f32 there), so
+each bench output starts with ``header()`` and its JSON carries ``machine()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any
+
+from detectors.precision import REPORTED_FLAGS, read_cpu_info
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """CPU model, which of ``REPORTED_FLAGS`` it has and lacks, usable cores, runtime versions."""
+
+    cpu: str
+    flags: list[str]
+    absent: list[str]
+    cores: int
+    versions: dict[str, str]
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def this_machine() -> Machine:
+    """Read /proc/cpuinfo, the affinity mask and the installed runtimes."""
+    cpu = read_cpu_info()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    versions = {d: _version(d) for d in ("openvino", "onnxruntime", "nncf", "ultralytics", "torch")}
+    return Machine(cpu.model, cpu.reported(), [f for f in REPORTED_FLAGS if f not in cpu.flags], cores, versions)
+
+
+def machine() -> dict[str, Any]:
+    """``this_machine()`` as plain JSON data."""
+    return asdict(this_machine())
+
+
+def header() -> str:
+    """One line for the head of a result, e.g. "cpu: AMD EPYC, 2 cores; flags: avx512_bf16 ...; absent: ..."."""
+    m = this_machine()
+    versions = ", ".join(f"{k} {v}" for k, v in m.versions.items())
+    flags, absent = " ".join(m.flags) or "none", " ".join(m.absent) or "none"
+    return f"cpu: {m.cpu}, {m.cores} cores; flags: {flags}; absent: {absent}; {versions}"

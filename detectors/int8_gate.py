@@ -1,0 +1,116 @@
+"""The INT8 accuracy gate: does the quantized model count people as well as the f32 one?
+
+Both models' boxes on the same frames are scored against a reference: hand labels where there are
+some (bench/gt), else the f32 model's own boxes (a user's camera has no labels; then f32 scores MAE 0,
+recall 1 and INT8 must agree with it). INT8 passes when its count MAE is at most ``margin_mae`` above
+f32's and its recall (IoU >= 0.5, greedy one-to-one, as ``monitor eval`` matches) at most
+``margin_recall`` below. Pure functions of box arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.postprocess import box_iou
+from detectors.precision import Int8Verdict
+
+IOU_MATCH = 0.5
+DEFAULT_MARGIN_MAE = 0.1
+DEFAULT_MARGIN_RECALL = 0.02
+
+Boxes = NDArray[np.floating]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """Count error and recall of one model's boxes against the reference, over the gate frames."""
+
+    mae: float
+    recall: float
+
+
+def matches(pred: Boxes, truth: Boxes, threshold: float = IOU_MATCH) -> int:
+    """How many truth boxes a prediction claims at IoU >= threshold (greedy by IoU, one-to-one)."""
+    if not len(pred) or not len(truth):
+        return 0
+    iou = box_iou(np.asarray(pred, np.float32).reshape(-1, 4), np.asarray(truth, np.float32).reshape(-1, 4))
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        p, t = divmod(int(flat), iou.shape[1])
+        if iou[p, t] < threshold:
+            break
+        if p not in used_p and t not in used_t:
+            used_p.add(p)
+            used_t.add(t)
+    return len(used_t)
+
+
+def score(pred: Sequence[Boxes], reference: Sequence[Boxes]) -> Score:
+    """Mean absolute per-frame count error and recall of ``pred`` against ``reference`` (same frames)."""
+    if len(pred) != len(reference) or not pred:
+        raise ValueError(f"need the same, non-zero number of frames, got {len(pred)} and {len(reference)}")
+    errors = [abs(len(p) - len(r)) for p, r in zip(pred, reference, strict=True)]
+    total = sum(len(r) for r in reference)
+    found = sum(matches(p, r) for p, r in zip(pred, reference, strict=True))
+    return Score(float(np.mean(errors)), found / total if total else 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """The decision and the numbers behind it (stored as gate.json next to the INT8 model)."""
+
+    passed: bool
+    f32: Score
+    int8: Score
+    margin_mae: float
+    margin_recall: float
+    reference: str  # "f32 agreement" or the labels' name
+    frames: int
+
+    def summary(self) -> str:
+        """E.g. "MAE 0.05 vs 0.00 f32, recall 0.990 vs 1.000 (f32 agreement, 40 frames)"."""
+        return (
+            f"MAE {self.int8.mae:.2f} vs {self.f32.mae:.2f} f32, recall {self.int8.recall:.3f} vs "
+            f"{self.f32.recall:.3f} ({self.reference}, {self.frames} frames; margins MAE +{self.margin_mae:g}, "
+            f"recall -{self.margin_recall * 100:g} points)"
+        )
+
+    def verdict(self) -> Int8Verdict:
+        """What ``choose_cpu_precision`` needs."""
+        return Int8Verdict(self.passed, self.summary())
+
+    def to_json(self) -> dict[str, object]:
+        """Plain data for gate.json."""
+        return {
+            "passed": self.passed,
+            "f32": {"mae": self.f32.mae, "recall": self.f32.recall},
+            "int8": {"mae": self.int8.mae, "recall": self.int8.recall},
+            "margin_mae": self.margin_mae,
+            "margin_recall": self.margin_recall,
+            "reference": self.reference,
+            "frames": self.frames,
+            "summary": self.summary(),
+        }
+
+
+def run_gate(
+    f32: Sequence[Boxes],
+    int8: Sequence[Boxes],
+    truth: Sequence[Boxes] | None = None,
+    *,
+    margin_mae: float = DEFAULT_MARGIN_MAE,
+    margin_recall: float = DEFAULT_MARGIN_RECALL,
+    truth_name: str = "labels",
+) -> GateResult:
+    """Score both models against ``truth`` (None: the f32 boxes) and decide within the margins."""
+    reference = f32 if truth is None else truth
+    a, b = score(f32, reference), score(int8, reference)
+    eps = 1e-9  # "at most the margin" must not fail on float rounding (0.1 + 0.0 vs 0.1)
+    passed = b.mae <= a.mae + margin_mae + eps and b.recall >= a.recall - margin_recall - eps
+    name = "f32 agreement" if truth is None else truth_name
+    return GateResult(passed, a, b, margin_mae, margin_recall, name, len(f32))

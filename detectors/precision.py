@@ -1,0 +1,102 @@
+"""Which numeric precision OpenVINO runs on this CPU: INT8, bf16 or f32, with the reason logged.
+
+INT8 pays where the CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX-INT8) and a
+quantized model passed the accuracy gate (``detectors.int8``); bf16 where bf16 is native (AVX512-BF16,
+AMX-BF16: OpenVINO's own CPU default there); f32 otherwise. ``choose_cpu_precision`` is pure (unit-tested
+over flag sets); ``read_cpu_info`` reads /proc/cpuinfo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from detectors.base import DetectorError
+from detectors.config import Precision
+
+CpuPrecision = Literal["int8", "bf16", "f32"]
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# What benchmark results record: every flag that changes which precision is fast here.
+REPORTED_FLAGS = ("avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuInfo:
+    """The CPU's model name and its feature flags (as /proc/cpuinfo spells them)."""
+
+    model: str
+    flags: frozenset[str]
+
+    def reported(self) -> list[str]:
+        """The precision-relevant flags present, in ``REPORTED_FLAGS`` order."""
+        return [f for f in REPORTED_FLAGS if f in self.flags]
+
+    def summary(self) -> str:
+        """One line, e.g. "AMD EPYC; avx512_bf16 avx512_vnni avx_vnni" (or "none of ...")."""
+        present = self.reported()
+        return f"{self.model}; {' '.join(present) if present else 'none of ' + ' '.join(REPORTED_FLAGS)}"
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    """The first processor's model name and flags from /proc/cpuinfo text (x86 "flags", ARM "Features")."""
+    model, flags = "unknown CPU", frozenset[str]()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model == "unknown CPU":
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return CpuInfo(model, flags)
+
+
+def read_cpu_info(path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
+    """This machine's CPU (unknown, no flags, where /proc/cpuinfo is unreadable: f32 is then chosen)."""
+    try:
+        return parse_cpuinfo(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return CpuInfo("unknown CPU", frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class Int8Verdict:
+    """What the accuracy gate said about the cached INT8 model (``detectors.int8`` stores it as gate.json)."""
+
+    passed: bool
+    summary: str  # e.g. "MAE 0.05 vs 0.00 f32, recall 0.990 vs 1.000 (agreement with f32, 40 frames)"
+
+
+def choose_cpu_precision(
+    flags: frozenset[str], requested: Precision, int8: Int8Verdict | None = None
+) -> tuple[CpuPrecision, str]:
+    """(precision, why) for OpenVINO on a CPU with ``flags``; ``int8`` is the gate's verdict (None: none built).
+
+    ``auto``: int8 when the CPU has VNNI/AMX-INT8 and the INT8 model passed its gate, else bf16 when bf16 is
+    native, else f32. ``int8`` asks for INT8 whatever the flags but still honours the gate (falls back like
+    auto, saying so). ``bf16`` needs native bf16 (DetectorError otherwise); ``fp32`` is f32.
+    """
+    vnni = [f for f in INT8_FLAGS if f in flags]
+    bf16 = [f for f in BF16_FLAGS if f in flags]
+    if requested == "fp16":
+        raise DetectorError("precision 'fp16' needs a CUDA device; OpenVINO on the CPU runs int8, bf16 or fp32")
+    if requested == "fp32":
+        return "f32", "configured fp32"
+    if requested == "bf16":
+        if not bf16:
+            raise DetectorError(f"precision 'bf16' needs a CPU with {' or '.join(BF16_FLAGS)}; this one has neither")
+        return "bf16", f"configured bf16; CPU has {bf16[0]}"
+    fallback: CpuPrecision = "bf16" if bf16 else "f32"
+    fallback_why = f"CPU has {bf16[0]}" if bf16 else f"CPU has none of {', '.join(BF16_FLAGS)}"
+    if requested == "int8":
+        why_int8 = f"CPU has {vnni[0]}" if vnni else f"configured int8 (CPU has none of {', '.join(INT8_FLAGS)})"
+    elif vnni:
+        why_int8 = f"CPU has {vnni[0]}"
+    else:
+        return fallback, f"{fallback_why}; no {'/'.join(INT8_FLAGS)}, so INT8 would not pay"
+    if int8 is None:
+        return fallback, f"{fallback_why}; {why_int8} but no INT8 model is built yet (python -m detectors.int8)"
+    if not int8.passed:
+        return fallback, f"{fallback_why}; {why_int8} but the INT8 model failed its accuracy gate: {int8.summary}"
+    return "int8", f"{why_int8}; gate passed {int8.summary}"

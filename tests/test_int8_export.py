@@ -1,0 +1,94 @@
+"""Real INT8 export: NNCF quantizes the default model's OpenVINO IR, the gate stores its numbers, the cache is reused,
+and ``create_detector`` runs the INT8 model (or says why not) with people counts close to f32.
+
+Small on purpose (imgsz 320, 16 calibration frames of the sample video): the point is the mechanics on the real
+model; bench/precision.py measures accuracy and speed at the real sizes. The gate frames are the two photos of the
+ultralytics wheel (large people, so the f32/INT8 comparison has something to compare) and two sample-video frames.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import ultralytics
+
+from detectors import DetectorConfig, create_detector, ensure_default_model
+from detectors.int8 import GATE, GateSettings, ensure_int8, find_int8, sample_frames
+from detectors.int8_gate import matches
+from detectors.precision import choose_cpu_precision, read_cpu_info
+
+pytestmark = pytest.mark.slow
+
+ASSETS = Path(ultralytics.__file__).parent / "assets"
+IMGSZ = 320
+
+
+@pytest.fixture(scope="module")
+def model_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default .pt in a fresh directory, so the export cache starts empty (and no other test sees it)."""
+    dest = tmp_path_factory.mktemp("int8") / "yolo11n-pose.pt"
+    shutil.copyfile(ensure_default_model(Path(__file__).resolve().parent.parent / "models"), dest)
+    return dest
+
+
+def _photos() -> list[np.ndarray]:
+    out = []
+    for name in ("bus.jpg", "zidane.jpg"):
+        image = cv2.imread(str(ASSETS / name))
+        assert image is not None
+        out.append(np.asarray(image, np.uint8))
+    return out
+
+
+def test_int8_export_is_gated_cached_and_used(model_copy: Path, square_mp4: Path) -> None:
+    video = sample_frames([str(square_mp4)], 18)
+    calibration, gate_frames = video[:16], [*_photos(), *video[16:]]
+    built = ensure_int8(model_copy, IMGSZ, calibration, gate_frames, None, GateSettings())
+    assert built.rebuilt and built.path.is_file() and built.path.with_suffix(".bin").is_file()
+    assert built.directory.parent == model_copy.with_name("yolo11n-pose.exports")
+    assert built.directory.name.startswith(f"openvino-int8-{IMGSZ}-cal")
+    gate = json.loads((built.directory / GATE).read_text())
+    assert gate["frames"] == 4 and gate["reference"] == "f32 agreement"
+    assert gate["f32"] == {"mae": 0.0, "recall": 1.0}  # f32 is its own reference
+    assert gate["int8"]["mae"] >= 0.0 and 0.0 <= gate["int8"]["recall"] <= 1.0
+    assert gate["passed"] is True and built.verdict.passed  # INT8 keeps these large people
+    assert gate["summary"] == built.verdict.summary and "MAE" in gate["summary"]
+
+    again = ensure_int8(model_copy, IMGSZ, calibration, gate_frames, None, GateSettings())
+    assert not again.rebuilt and again.directory == built.directory
+    found = find_int8(model_copy, IMGSZ)
+    assert found is not None and found.directory == built.directory and found.verdict == built.verdict
+    assert find_int8(model_copy, IMGSZ + 32) is None  # calibrated per size
+
+    base = {"model": str(model_copy), "imgsz": IMGSZ, "threads": 1, "streams": 1}
+    f32 = create_detector(DetectorConfig.model_validate({**base, "precision": "fp32"}))
+    int8 = create_detector(DetectorConfig.model_validate({**base, "precision": "int8"}))
+    assert "precision f32: configured fp32" in f32.describe()
+    assert str(built.path) in int8.describe() and "precision int8" in int8.describe()
+    for image in _photos():
+        (a,), (b,) = f32.detect([image]), int8.detect([image])
+        assert len(a) >= 2  # bus.jpg and zidane.jpg show several large people
+        assert abs(len(a) - len(b)) <= 1 and matches(b.xyxy, a.xyxy) >= len(a) - 1
+
+    auto = create_detector(DetectorConfig.model_validate({**base, "precision": "auto"}))
+    want, why = choose_cpu_precision(read_cpu_info().flags, "auto", built.verdict)
+    assert f"precision {want}: {why}" in auto.describe()
+
+
+def test_a_refused_int8_model_is_not_used(model_copy: Path, square_mp4: Path) -> None:
+    """A gate no model can pass (MAE must drop by 1) refuses INT8: the detector falls back and says so."""
+    video = sample_frames([str(square_mp4)], 10)
+    strict = GateSettings(margin_mae=-1.0)
+    refused = ensure_int8(model_copy, IMGSZ, video[:8], [*_photos(), *video[8:]], None, strict)
+    assert not refused.verdict.passed
+    assert json.loads((refused.directory / GATE).read_text())["passed"] is False
+    newest = find_int8(model_copy, IMGSZ)
+    assert newest is not None and newest.directory == refused.directory  # the newest decision is the one that counts
+    config = DetectorConfig(model=str(model_copy), imgsz=IMGSZ, precision="int8", threads=1, streams=1)
+    detector = create_detector(config)
+    assert "failed its accuracy gate" in detector.describe() and str(refused.path) not in detector.describe()

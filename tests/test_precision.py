@@ -1,0 +1,146 @@
+"""CPU precision choice (int8 / bf16 / f32), the INT8 accuracy gate and bf16/int8 backend rules: pure functions.
+
+Flag sets are those of real CPUs as /proc/cpuinfo spells them: the AMD EPYC dev box (AVX512-BF16 and VNNI),
+an Intel Xeon with VNNI but no bf16 (where OpenVINO ran f32 and the bench lead shrank to x1.3), a Sapphire
+Rapids Xeon (AMX), an Alder Lake desktop (AVX-VNNI only) and an old AVX2-only CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import DetectorError
+from detectors.config import Backend, Precision
+from detectors.int8 import split_frames
+from detectors.int8_gate import matches, run_gate, score
+from detectors.precision import CpuPrecision, Int8Verdict, choose_cpu_precision, parse_cpuinfo
+from detectors.select import Available, select_backend
+
+BASE = "fpu sse sse2 avx avx2 fma"
+EPYC = frozenset(f"{BASE} avx512f avx512_bf16 avx512_vnni avx_vnni".split())
+XEON_VNNI = frozenset(f"{BASE} avx512f avx512_vnni".split())
+SAPPHIRE = frozenset(f"{BASE} avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16".split())
+ALDER = frozenset(f"{BASE} avx_vnni".split())
+AVX2 = frozenset(BASE.split())
+PASSED = Int8Verdict(True, "MAE 0.05 vs 0.00 f32, recall 0.990 vs 1.000")
+FAILED = Int8Verdict(False, "MAE 0.40 vs 0.00 f32, recall 0.900 vs 1.000")
+
+# (case, flags, requested, INT8 verdict) -> (precision, words in the reason)
+CASES: list[tuple[str, frozenset[str], Precision, Int8Verdict | None, CpuPrecision, tuple[str, ...]]] = [
+    ("EPYC, gated INT8", EPYC, "auto", PASSED, "int8", ("avx512_vnni", "gate passed", "MAE 0.05 vs 0.00")),
+    ("EPYC, no INT8 yet", EPYC, "auto", None, "bf16", ("avx512_bf16", "no INT8 model", "python -m detectors.int8")),
+    ("EPYC, INT8 refused", EPYC, "auto", FAILED, "bf16", ("failed its accuracy gate", "MAE 0.40")),
+    ("Xeon VNNI, gated INT8", XEON_VNNI, "auto", PASSED, "int8", ("avx512_vnni",)),
+    ("Xeon VNNI, no INT8: f32", XEON_VNNI, "auto", None, "f32", ("none of avx512_bf16, amx_bf16",)),
+    ("Sapphire Rapids: AMX", SAPPHIRE, "auto", PASSED, "int8", ("avx512_vnni",)),
+    ("Sapphire Rapids, refused", SAPPHIRE, "auto", FAILED, "bf16", ("avx512_bf16", "failed")),
+    ("Alder Lake: AVX-VNNI", ALDER, "auto", PASSED, "int8", ("avx_vnni",)),
+    ("AVX2 only: INT8 does not pay", AVX2, "auto", PASSED, "f32", ("would not pay",)),
+    ("fp32 forced", EPYC, "fp32", PASSED, "f32", ("configured fp32",)),
+    ("bf16 asked, native", SAPPHIRE, "bf16", PASSED, "bf16", ("configured bf16", "avx512_bf16")),
+    ("int8 asked without VNNI", AVX2, "int8", PASSED, "int8", ("configured int8",)),
+    ("int8 asked, none built", XEON_VNNI, "int8", None, "f32", ("no INT8 model",)),
+    ("int8 asked, refused", EPYC, "int8", FAILED, "bf16", ("failed its accuracy gate",)),
+]
+
+
+@pytest.mark.parametrize(
+    ("flags", "requested", "verdict", "want", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_choice_per_cpu(
+    flags: frozenset[str], requested: Precision, verdict: Int8Verdict | None, want: CpuPrecision, words: tuple[str, ...]
+) -> None:
+    precision, reason = choose_cpu_precision(flags, requested, verdict)
+    assert precision == want
+    for word in words:
+        assert word in reason, reason
+
+
+@pytest.mark.parametrize(("flags", "requested"), [(XEON_VNNI, "bf16"), (AVX2, "bf16"), (EPYC, "fp16")])
+def test_impossible_requests_fail_at_startup(flags: frozenset[str], requested: Precision) -> None:
+    with pytest.raises(DetectorError, match=requested):
+        choose_cpu_precision(flags, requested, PASSED)
+
+
+def test_cpuinfo_is_parsed_from_the_first_processor() -> None:
+    text = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\n"
+        "flags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
+    )
+    info = parse_cpuinfo(text)
+    assert info.model == "AMD EPYC 9654 96-Core Processor"
+    assert info.flags == frozenset({"fpu", "avx2", "avx512_bf16", "avx512_vnni"})
+    assert info.reported() == ["avx512_bf16", "avx512_vnni"]
+    assert info.summary() == "AMD EPYC 9654 96-Core Processor; avx512_bf16 avx512_vnni"
+    arm = parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
+    assert (arm.model, arm.reported()) == ("unknown CPU", [])
+    assert "none of avx512_bf16" in arm.summary()
+
+
+def boxes(*rows: tuple[float, float, float, float]) -> np.ndarray:
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+A, B, C = (0, 0, 10, 20), (30, 0, 40, 20), (60, 0, 70, 20)
+
+
+def test_matching_is_one_to_one_at_iou_half() -> None:
+    assert matches(boxes(A, B), boxes(A, B)) == 2
+    assert matches(boxes(A, A), boxes(A)) == 1  # two predictions cannot both claim one person
+    assert matches(boxes((0, 0, 10, 10)), boxes(A)) == 1  # IoU exactly 0.5 matches
+    assert matches(boxes((0, 0, 10, 9)), boxes(A)) == 0  # 0.45 does not
+    assert matches(boxes(), boxes(A)) == 0
+
+
+def test_gate_against_f32_passes_agreement_and_refuses_losses() -> None:
+    f32 = [boxes(A, B, C)] * 10
+    same = run_gate(f32, [boxes(A, B, C)] * 10)
+    assert same.passed and same.f32 == score(f32, f32) and same.int8.mae == 0 and same.reference == "f32 agreement"
+    one_miss = run_gate(f32, [boxes(A, B)] + [boxes(A, B, C)] * 9)  # MAE 0.1, recall 29/30: -3.3 points
+    assert not one_miss.passed
+    assert one_miss.int8.mae == pytest.approx(0.1) and one_miss.int8.recall == pytest.approx(29 / 30)
+    assert "recall 0.967 vs 1.000" in one_miss.summary()
+    loose = run_gate(f32, [boxes(A, B)] + [boxes(A, B, C)] * 9, margin_recall=0.05)
+    assert loose.passed  # MAE +0.1 is within the margin, and so is -3.3 points with a 5-point margin
+    extra = run_gate(f32, [boxes(A, B, C, (100, 0, 110, 20))] * 2 + [boxes(A, B, C)] * 8)
+    assert not extra.passed and extra.int8.recall == 1.0 and extra.int8.mae == pytest.approx(0.2)
+
+
+def test_gate_against_labels_compares_both_models_to_the_truth() -> None:
+    truth = [boxes(A, B, C)] * 4
+    f32 = [boxes(A, B)] * 4  # f32 itself misses one person per frame
+    int8 = [boxes(A, B)] * 3 + [boxes(A)]
+    result = run_gate(f32, int8, truth, truth_name="bench/gt")
+    assert (result.f32.mae, result.int8.mae) == (1.0, 1.25)
+    assert not result.passed and result.reference == "bench/gt"
+    assert run_gate(f32, [boxes(A, B)] * 4, truth).passed
+    assert result.to_json()["int8"] == {"mae": 1.25, "recall": pytest.approx(7 / 12)}
+
+
+def test_gate_frames_are_held_out_of_calibration() -> None:
+    frames = [np.full((2, 2, 3), i, np.uint8) for i in range(20)]
+    calibration, gate = split_frames(frames, 5)
+    assert len(calibration) == 15 and len(gate) == 5
+    assert {int(f[0, 0, 0]) for f in gate} == {0, 4, 8, 12, 16}
+    assert not {int(f[0, 0, 0]) for f in gate} & {int(f[0, 0, 0]) for f in calibration}
+    with pytest.raises(ValueError):
+        split_frames(frames, 20)
+
+
+CUDA_BOX = Available(frozenset({"torch", "tensorrt", "openvino", "onnxruntime"}), "NVIDIA H200", "", 16, {})
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_bf16_and_int8_resolve_to_openvino(precision: Precision) -> None:
+    choice = select_backend("auto", CUDA_BOX, precision=precision)
+    assert (choice.backend, choice.device) == ("openvino", None)
+    assert f"precision {precision}" in choice.reason
+    assert select_backend("openvino", CUDA_BOX, precision=precision).backend == "openvino"
+    others: tuple[Backend, ...] = ("onnxruntime", "torch", "tensorrt")
+    for other in others:
+        with pytest.raises(DetectorError, match="needs the openvino backend"):
+            select_backend(other, CUDA_BOX, precision=precision)
+    no_openvino = Available(frozenset({"torch", "onnxruntime"}), None, "no GPU", 2, {})
+    with pytest.raises(DetectorError, match="pip install openvino"):
+        select_backend("auto", no_openvino, precision=precision)
