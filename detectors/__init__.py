@@ -34,13 +34,15 @@ __all__ = [
 
 
 def resolve_model_path(config: DetectorConfig, base_dir: Path | None = None) -> str | Path:
-    """Where the configured model lives: the fetched default, a Triton URL, or a path.
+    """Where the configured model lives: the fetched default, a (first) Triton URL, or a path.
 
     Relative paths are taken against ``base_dir`` (the config file's directory), so a config
     works the same whatever directory the service was started from.
     """
     if config.model is None:
         return ensure_default_model(default_model_path().parent)
+    if isinstance(config.model, tuple):
+        return config.model[0]
     if is_remote_model(config.model):
         return config.model
     path = Path(config.model).expanduser()
@@ -53,20 +55,25 @@ def create_detector(config: DetectorConfig, base_dir: Path | None = None) -> Det
     """Build the detector described by ``config`` (exports if needed, loads and warms up the model).
 
     A local ``.pt`` source runs on the backend and device ``config.backend`` resolves to (see ``detectors.select``:
-    TensorRT or torch on a CUDA GPU, else OpenVINO/ONNX Runtime on the CPU);
-    other model files and Triton URLs run through Ultralytics. ``config.tiles`` wraps either in tiling.
+    TensorRT or torch on a CUDA GPU, else OpenVINO/ONNX Runtime on the CPU); Triton URLs run on those
+    servers (``detectors.triton``); other model files run through Ultralytics. ``config.tiles`` wraps any in tiling.
     """
-    source = resolve_model_path(config, base_dir)
-    detector = _create_untiled(config, source)
+    detector: Detector
+    if config.model is not None and (isinstance(config.model, tuple) or is_remote_model(config.model)):
+        from detectors.triton import TritonDetector  # deferred: imports tritonclient
+
+        detector = TritonDetector(config, config.model if isinstance(config.model, tuple) else (config.model,))
+    else:
+        detector = _create_untiled(config, resolve_model_path(config, base_dir))
     if config.tiles is not None:
         detector = TiledDetector(detector, config.tiles, config.iou)
     return detector
 
 
 def _create_untiled(config: DetectorConfig, source: str | Path) -> Detector:
-    if not is_remote_model(source) and not Path(source).exists():
+    if not Path(source).exists():
         raise DetectorError(f"model file not found: {source}")
-    if is_remote_model(source) or Path(source).suffix != ".pt":
+    if Path(source).suffix != ".pt":
         if config.backend not in ("auto", "torch"):
             raise DetectorError(f"backend {config.backend!r} needs a .pt source model (it exports it), got {source}")
         return UltralyticsDetector(config, source)

@@ -49,13 +49,14 @@ class DetectorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str | None = Field(
+    model: str | tuple[str, ...] | None = Field(
         default=None,
         description=(
             "None = the offline default yolo11n-pose.pt (fetched from PyPI, see models/PROVENANCE.md). "
             "Otherwise any model Ultralytics loads: a .pt/.onnx file, an OpenVINO export directory, a "
-            "TensorRT .engine (relative paths resolve against the config file's directory), or a Triton "
-            "URL such as http://host:8000/yolo."
+            "TensorRT .engine (relative paths resolve against the config file's directory), or shared Triton "
+            "servers: one URL such as http://host:8000/yolo or a list, tried in order (failover within 5 s; "
+            "uint8 frames on the wire; the model repository from `python -m detectors.triton_repo`; set `task`)."
         ),
     )
     task: Literal["detect", "pose"] | None = Field(
@@ -115,8 +116,8 @@ class DetectorConfig(BaseModel):
             "on 12 CPU cores). `device: cpu` keeps 'auto' off the GPU. The ONNX/OpenVINO/TensorRT exports are built "
             "once and cached next to the source model (keyed by its sha256 and the export settings). "
             "OpenVINO/ONNX Runtime run as bare sessions with NumPy pre/post-processing (~17-30 ms vs ~76 ms per "
-            "1080p frame at 640 for Ultralytics .pt on one CPU core). Other model files and Triton URLs always "
-            "use Ultralytics."
+            "1080p frame at 640 for Ultralytics .pt on one CPU core). Other model files always use Ultralytics; "
+            "Triton URLs run on those servers whatever this says."
         ),
     )
     precision: Precision = Field(
@@ -160,3 +161,20 @@ class DetectorConfig(BaseModel):
             "{grid: [2, 2], overlap: 0.2}. Costs one inference per tile; works with every backend."
         ),
     )
+    calibrate: bool = Field(
+        default=True,
+        description=(
+            "Pick imgsz, tiles and confidence per camera from the heights of the people in its first minutes "
+            "(detectors/calibration.py; `monitor calibrate CAMERA` reruns it); the global imgsz/confidence are "
+            "used until then. Off for a camera whose own `detector:` sets imgsz, tiles or confidence, or with false."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _server_list(self) -> DetectorConfig:
+        """A list of models only makes sense as Triton servers to fail over between."""
+        if isinstance(self.model, tuple) and (
+            not self.model or not all(m.startswith(("http://", "grpc://")) for m in self.model)
+        ):
+            raise ValueError("detector.model as a list must be Triton URLs (http://host:8000/MODEL, ...)")
+        return self

@@ -43,14 +43,19 @@ class Letterbox:
         left, right = round(dw - 0.1), round(dw + 0.1)
         return cls((new_h + top + bottom, new_w + left + right), (h, w), (new_h, new_w), top, bottom, left, right)
 
-    def apply(self, image: NDArray[np.uint8], out: NDArray[np.float32]) -> None:
-        """Write the letterboxed image as RGB CHW float 0..1 into ``out`` (3, H, W)."""
+    def padded(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The resized, grey-padded BGR image (H, W, 3) uint8: what a uint8-input model (Triton) is sent."""
         resized: NDArray[Any] = image
         if (image.shape[0], image.shape[1]) != self.new_hw:
             resized = cv2.resize(image, (self.new_hw[1], self.new_hw[0]), interpolation=cv2.INTER_LINEAR)
-        padded = cv2.copyMakeBorder(
+        out = cv2.copyMakeBorder(
             resized, self.top, self.bottom, self.left, self.right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
         )
+        return np.asarray(out, np.uint8)
+
+    def apply(self, image: NDArray[np.uint8], out: NDArray[np.float32]) -> None:
+        """Write the letterboxed image as RGB CHW float 0..1 into ``out`` (3, H, W)."""
+        padded = self.padded(image)
         np.multiply(padded[..., ::-1].transpose(2, 0, 1), np.float32(1 / 255), out=out, casting="unsafe")
 
     def to_image(self, xy: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ENGINE_APT=(ffmpeg redis-server portaudio19-dev libgl1 libglib2.0-0 espeak-ng sox)
 TEST_APT=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
           gstreamer1.0-plugins-bad gstreamer1.0-tools pulseaudio pulseaudio-utils iproute2 util-linux sip-tester openssl
-          chromium fonts-wqy-zenhei etcd-server)
+          chromium fonts-wqy-zenhei etcd-server python3.11-venv)
 PYTHON=${PYTHON:-python3}
 
 packages=("${ENGINE_APT[@]}")
@@ -36,6 +36,18 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
+fi
+
+if [[ "${1:-}" == "--test" ]]; then
+  # The stand-in Triton server of tests/support/triton.py: nvidia-pytriton's wheel bundles a real tritonserver
+  # whose Python backend runs on Debian's Python 3.11 (not the project's interpreter), so it gets its own venv.
+  triton_pkgs=(nvidia-pytriton==0.7.0 onnxruntime numpy)
+  if [[ ! -f .triton-venv/.installed || $(cat .triton-venv/.installed) != "${triton_pkgs[*]}" ]]; then
+    echo "==> .triton-venv: Triton stand-in for the tests (${triton_pkgs[*]})"
+    /usr/bin/python3.11 -m venv .triton-venv
+    .triton-venv/bin/pip install -q "${triton_pkgs[@]}"
+    echo "${triton_pkgs[*]}" > .triton-venv/.installed
+  fi
 fi
 
 echo "==> offline default model (hash-checked)"
