@@ -17,6 +17,8 @@ from monitor.config import check_files, load_or_report
 from monitor.redact import ScrubFilter, redact_fields, redact_url, scrub
 
 if TYPE_CHECKING:
+    from detectors.calibration import Calibration
+    from monitor.config import LoadedConfig
     from monitor.engine import Engine
     from monitor.incident import Incident
     from monitor.web.metrics import EngineMetrics
@@ -53,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     check = command("check", "validate the config and the files it names; exit 1 on any problem")
     check.set_defaults(func=cmd_check)
+    calibrate = command("calibrate", "pick a camera's detector setting from the people in its first minutes")
+    calibrate.add_argument("camera", help="camera name from the config")
+    calibrate.add_argument("--seconds", type=float, default=120.0, help="how much of the stream to sample (120)")
+    calibrate.add_argument("--frames", type=int, default=12, help="frames measured over that time (default 12)")
+    calibrate.add_argument("--json", action="store_true", help="the stored record as JSON")
+    calibrate.set_defaults(func=cmd_calibrate)
     incidents = command("incidents", "list incidents, newest first")
     incidents.add_argument("--json", action="store_true", help="JSON Lines, one incident per line")
     incidents.add_argument("--limit", type=int, default=None, help="at most this many")
@@ -78,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--seconds", type=float, default=6.0, help="how long to read (default 6)")
     probe.add_argument("--detect-fps", type=float, default=2.0, help="planned detections per second (default 2)")
     probe.add_argument("--json", action="store_true", help="machine-readable output")
+    probe.add_argument(
+        "--calibrate", action="store_true", help="also measure people and pick the detector setting (12 frames)"
+    )
     probe.set_defaults(func=cmd_probe)
     cluster = sub.add_parser("cluster", help="several machines sharing the cameras").add_subparsers(
         required=True, metavar="ACTION"
@@ -128,7 +139,79 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(cfg.speakers)} speaker(s), {len(cfg.rules)} rule(s), {schedules} schedule(s): "
         f"{'OK' if not problems else f'{len(problems)} problem(s)'}"
     )
+    if not problems:  # problems first: the settings matter once the cameras can run
+        _print_calibrations(loaded)
     return 1 if problems else 0
+
+
+def _print_calibrations(loaded: LoadedConfig) -> None:
+    """Each camera's detector setting: its own override, the stored calibration, or calibration still to come."""
+    from monitor.runtime.calibration import calibration_off, camera_record_path, load_record
+
+    for name in loaded.config.cameras:
+        off = calibration_off(loaded, name)
+        record = None if off else load_record(camera_record_path(loaded, name))
+        if off:
+            settings = loaded.detector_for(name)
+            print(f"  {name}: imgsz {settings.imgsz}, conf {settings.confidence:g} (no calibration: {off})")
+        elif record is None:
+            print(f"  {name}: calibrates when it starts (or: monitor calibrate {name})")
+        else:
+            print(f"  {name}: {_calibration_text(record)}")
+
+
+def _calibration_text(record: Calibration) -> str:
+    """The choice, its evidence and when, in one line."""
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(record.at).isoformat(timespec="seconds")
+    w, h = record.frame_size
+    return f"{record.summary()}; {w}x{h}, {when}"
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Sample the camera's stream now, choose its setting, store it for the engine (used at its next start)."""
+    loaded = load_or_report(args.config)
+    if loaded is None:
+        return 1
+    if args.camera not in loaded.config.cameras:
+        print(f"unknown camera {args.camera!r} (known: {', '.join(loaded.config.cameras)})", file=sys.stderr)
+        return 1
+    import av
+
+    from monitor.config import file_path
+    from monitor.runtime.calibration import (
+        calibrate_images,
+        calibration_off,
+        camera_record_path,
+        sample_video,
+        save_record,
+    )
+
+    url = loaded.config.cameras[args.camera].detect_url
+    path = file_path(url, loaded.base_dir)
+    settings = loaded.detector_for(args.camera)
+    try:
+        frames = sample_video(str(path) if path is not None else url, args.seconds, args.frames)
+        record, _ = calibrate_images(frames, settings, loaded.base_dir)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        print(f"{redact_url(url)}: {type(exc).__name__}: {scrub(str(exc), url)}", file=sys.stderr)
+        return 1
+    off = calibration_off(loaded, args.camera)
+    if record.choice is not None and off is None:
+        save_record(camera_record_path(loaded, args.camera), record)
+    if args.json:
+        print(json.dumps(record.to_json(), ensure_ascii=False))
+    else:
+        print(f"{args.camera}: {_calibration_text(record)}")
+        for option in record.evidence.options:
+            mark = "ok" if option.enough else "--"
+            print(f"  {mark} {option.label:<20} smallest person {option.scaled_px:6.1f} px, cost x{option.cost:g}")
+        if off is not None:
+            print(f"  not stored: no calibration for this camera ({off})")
+        elif record.choice is not None:
+            print("  stored: the engine uses it from the camera's next start")
+    return 0 if record.choice is not None else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -305,6 +388,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
         f"{result.url}\n  codec {result.codec}, {result.width}x{result.height}, {result.fps:g} fps, "
         f"keyframe every {gop}, audio: {'yes' if result.has_audio else 'no'}\n  suggest: {result.advice}"
     )
+    if args.calibrate:
+        from detectors import DetectorConfig
+        from monitor.runtime.calibration import FRAMES, calibrate_images, sample_video
+
+        try:
+            record, _ = calibrate_images(sample_video(args.url, args.seconds, FRAMES), DetectorConfig())
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            print(f"  calibration failed: {scrub(str(exc), args.url)}", file=sys.stderr)
+            return 1
+        print(f"  calibration over {args.seconds:g} s: {_calibration_text(record)}")
     return 0
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import redis
 
-from detectors import Detector, DetectorConfig, create_detector
-from monitor.actions.announce import Announcer
+from detectors import Detector, DetectorConfig, DetectorError, create_detector
+from monitor.actions.announce import Announcer, never_held
 from monitor.actions.broadcaster import Broadcaster
 from monitor.actions.dispatcher import (
     Adopt,
@@ -34,13 +34,15 @@ from monitor.actions.notify import Notifier
 from monitor.analyze.filters import count_zones_filtered
 from monitor.analyze.motion import changed, thumbnail
 from monitor.clock import Clock, SystemClock
-from monitor.cluster.takeover import LetGo, Ownership, TakeOn
+from monitor.cluster.node import node_data_dir
+from monitor.cluster.takeover import HANDOVER_S, LetGo, Ownership, TakeOn
 from monitor.config import CameraConfig, LoadedConfig
 from monitor.config.broadcasts import runtime_broadcasts
 from monitor.config.reload import plan_reload
 from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
+from monitor.runtime.calibration import Calibrator, calibration_off, camera_job
 from monitor.runtime.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
 from monitor.runtime.recovery import last_announced, plan_recovery
 from monitor.runtime.status import StatusReporter
@@ -49,6 +51,7 @@ from monitor.store.embedded import EmbeddedRedis
 from monitor.store.incidents import IncidentStore
 from monitor.store.outbox import Delivery, Outbox
 from monitor.store.retention import RetentionWorker
+from monitor.store.talks import speaker_held
 from monitor.types import Detections, Frame, Observation, PlaybackResult
 from monitor.web.metrics import EngineMetrics
 from speakers.health import HealthMonitor
@@ -71,6 +74,8 @@ class EngineHealth:
     store_error: str | None
     media_problem: str | None
     dispatcher_failures: int
+    fenced: int = 0  # incident changes the store refused: a newer owner had the camera (clustered; not degraded)
+    detector_problem: str | None = None  # the last detection call failed (e.g. every Triton server down)
 
     def to_json(self) -> dict[str, object]:
         """Plain values for the page."""
@@ -80,6 +85,8 @@ class EngineHealth:
             "store_error": self.store_error,
             "media_problem": self.media_problem,
             "dispatcher_failures": self.dispatcher_failures,
+            "fenced": self.fenced,
+            "detector_problem": self.detector_problem,
         }
 
 
@@ -104,14 +111,18 @@ class Engine:
         self.loaded = loaded
         self.node = node or socket.gethostname()  # its name in the cluster (``cluster:``)
         self.ownership: Ownership | None = None  # clustered: which cameras this node runs (monitor/cluster/)
-        self.data_dir = loaded.data_dir
+        clustered = loaded.config.cluster is not None  # then cameras start as this node wins them
+        self.data_dir = node_data_dir(loaded.data_dir, self.node) if clustered else loaded.data_dir
         self.clock: Clock = clock or SystemClock()
         self.stop_event = threading.Event()
         self.embedded: EmbeddedRedis | None = None
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
+        self._detector_problem: str | None = None  # the last detection call's error, until one succeeds
         self._detectors: dict[DetectorConfig, Detector] = {}
-        clustered = loaded.config.cluster is not None  # then cameras start as this node wins them
+        self._detectors_lock = threading.Lock()  # the calibrator builds detectors on its own thread
+        # cameras without a hand-set size pick their setting from their first minutes (monitor/runtime/calibration.py)
+        self.calibrator = Calibrator(self._detector_for, loaded.base_dir)
         self.cameras = {} if clustered else {name: self._build_camera(name) for name in loaded.config.cameras}
         self._watcher = ConfigWatcher(loaded)
         self.disk = DiskGuard(self.data_dir, loaded.config.retention.min_free_mb)
@@ -134,7 +145,8 @@ class Engine:
         self.outbox = Outbox(self.data_dir / "outbox.sqlite3")
         last_alive = self.outbox.last_alive()  # before the delivery thread writes a new heartbeat
         self.store = IncidentStore(self._connect())
-        self.delivery = Delivery(self.outbox, self.store.apply, self._store_failed).start()
+        fenced = self.metrics.change_fenced if self.metrics is not None else None
+        self.delivery = Delivery(self.outbox, self.store.apply, self._store_failed, on_fenced=fenced).start()
         self.notifier = Notifier(cfg.notify) if cfg.notify else None
         self.dispatcher = Dispatcher(
             self.outbox,
@@ -149,6 +161,7 @@ class Engine:
         )
         self._start_speakers()
         if cfg.cluster is not None:  # a camera's incidents carry on from the store wherever it runs next
+            self._hand_leftovers_to_store()
             self.ownership = Ownership(cfg.cluster, self.node, cfg.cameras, self.store)
             self.store.fence_of = self.outbox.fence_of = self.ownership.token
         else:
@@ -156,14 +169,18 @@ class Engine:
         self.dispatcher.start()
         self.broadcaster = Broadcaster(self.clock, self.data_dir, self.store.r, lambda: self.announcer)
         self.broadcaster.start(runtime_broadcasts(cfg.broadcasts, self.loaded.base_dir))
-        self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.data_dir)
+        self.retention = RetentionWorker(self.store, cfg.retention, media_root=self.loaded.data_dir)  # every node's
         self.retention.start()
+        ttl_s = int(cfg.status_interval_s * 4)
+        if cfg.cluster is not None:  # outlives a dead owner's lease: the next owner reads when it was last alive
+            ttl_s = max(ttl_s, 3 * cfg.cluster.lease_ttl_s)
         self.status = StatusReporter(
             self.store,
             self.data_dir,
-            ttl_s=int(cfg.status_interval_s * 4),
+            ttl_s=ttl_s,
             media_problem=self.media_problem,
             on_store_error=self._store_failed,
+            node=self.node if self.ownership is not None else None,
         )
         self.status.start(cfg.status_interval_s, lambda: list(self.cameras.values()), lambda: self.speaker_health)
         for cam in self.cameras.values():
@@ -204,7 +221,10 @@ class Engine:
         store_error = self.delivery.last_error if self.delivery is not None else None
         media = self.media_problem()
         failures = self.dispatcher.failures if self.dispatcher is not None else 0
-        return EngineHealth(bool(pending or store_error or media), pending, store_error, media, failures)
+        fenced = self.delivery.fenced if self.delivery is not None else 0
+        detector = self._detector_problem
+        degraded = bool(pending or store_error or media or detector)
+        return EngineHealth(degraded, pending, store_error, media, failures, fenced, detector)
 
     def _build_camera(self, name: str) -> CameraRuntime:
         cfg = self.loaded.config
@@ -217,12 +237,35 @@ class Engine:
     def _start_camera(self, cam: CameraRuntime) -> None:
         """Give the camera its model (one instance per distinct setting, shared) and start reading."""
         settings = self.loaded.detector_for(cam.name)
-        if settings not in self._detectors:
-            self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
-            log.info("detector: %s", self._detectors[settings].describe())
-        cam.detector = self._detectors[settings]
+        cam.detector = self._detector_for(settings)
         for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
             worker.start()
+        off = "a test's detector" if self._detector is not None else calibration_off(self.loaded, cam.name)
+        if off is None:
+            self.calibrator.add(camera_job(self.loaded, cam.name, cam.worker, settings))
+        else:
+            log.debug("camera %s: no calibration (%s)", cam.name, off)
+
+    def _detector_for(self, settings: DetectorConfig) -> Detector:
+        """One detector per distinct setting, shared by the cameras that use it."""
+        with self._detectors_lock:
+            if settings not in self._detectors:
+                self._detectors[settings] = self._detector or create_detector(settings, self.loaded.base_dir)
+                log.info("detector: %s", self._detectors[settings].describe())
+            return self._detectors[settings]
+
+    def apply_calibrations(self) -> None:
+        """Switch calibrated cameras to their chosen detector (built by the calibrator) and input size."""
+        while not self.calibrator.results.empty():
+            result = self.calibrator.results.get()
+            cam = self.cameras.get(result.camera)
+            if cam is None or cam.worker is not result.worker:  # stopped or restarted meanwhile
+                continue
+            cam.calibration = result.record
+            if result.detector is not None and result.settings is not None:
+                cam.detector = result.detector
+                cam.worker.max_side = None if result.settings.tiles else result.settings.imgsz
+                log.info("camera %s: detects with %s", cam.name, result.detector.describe())
 
     def _stop_camera(
         self, cam: CameraRuntime, reason: str, wait: bool = True, keep_offline: bool = False, handoff: bool = False
@@ -232,6 +275,7 @@ class Engine:
         ``keep_offline``: a camera_offline incident stays open across a clean restart (one outage, one incident).
         ``handoff``: another node carries the camera on: every incident stays open for it.
         """
+        self.calibrator.remove(cam.name)
         for worker in {id(w): w for w in (cam.worker, cam.recorder)}.values():
             if wait:
                 worker.stop()
@@ -250,7 +294,8 @@ class Engine:
 
     def _start_speakers(self) -> None:
         cfg = self.loaded.config
-        self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups)
+        held = speaker_held(self.store.r) if self.store is not None else never_held  # a live talk holds the speaker
+        self.announcer = Announcer(dict(cfg.speakers), groups=cfg.speaker_groups, held=held)
         if self.dispatcher is not None:
             self.dispatcher.announcer = self.announcer
         speakers = {name: channel.speaker for name, channel in self.announcer.channels.items()}
@@ -272,6 +317,7 @@ class Engine:
             return
         self._stopped = True
         self.stop_event.set()
+        self.calibrator.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.status is not None:
@@ -313,6 +359,7 @@ class Engine:
                 if clock.monotonic() >= next_health:
                     self.check_health(clock.now())
                     self.tick_rules(clock.now())
+                    self.apply_calibrations()
                     self.reload_if_changed()
                     if self.ownership is not None:
                         self._follow_ownership()
@@ -350,12 +397,43 @@ class Engine:
             log.warning("INCIDENT %s (%s on %s) %s: %s (%s)", incident.id, incident.kind, incident.camera, source,
                         "resumed" if step.action == "resume" else "closed", step.reason)  # fmt: skip
 
+    def _hand_leftovers_to_store(self) -> None:
+        """Clustered start: deliver what an earlier run left in the outbox (under its old claims) before this node
+        claims anew, and drop its copies of open incidents: the store holds them for whichever node runs each
+        camera now."""
+        assert self.delivery is not None and self.outbox is not None
+        if not self.delivery.flush(STOP_FLUSH_S):
+            log.warning("cluster: %d change(s) of an earlier run not delivered yet (refused if their camera has "
+                        "a newer owner)", self.outbox.pending())  # fmt: skip
+        if dropped := self.outbox.forget_open():
+            log.info("cluster: %d open incident(s) of an earlier run left to the store", dropped)
+
+    def _hand_over(self, cam: CameraRuntime, command: LetGo) -> None:
+        """A planned handoff, on a thread of its own: stop the camera (finishing its clips), then wait until its
+        changes are in the outbox and delivered under the claim still held; the claim is deleted after this."""
+        assert self.dispatcher is not None and self.delivery is not None and self.outbox is not None
+        try:
+            self._stop_camera(cam, "handoff", handoff=True)
+            handled = self.dispatcher.wait_handled(HANDOVER_S)
+            if handled and self.delivery.flush(HANDOVER_S, fence=command.token):
+                self.outbox.forget_open(cam.name)
+                log.info("cluster: camera %s: last changes delivered, handing it over", cam.name)
+        finally:
+            command.delivered.set()
+
     def _follow_ownership(self) -> None:
         """Clustered: start the cameras this node won (carrying their incidents on), stop those it gave up."""
         assert self.ownership is not None
         for command in self.ownership.commands():
             old = self.cameras.pop(command.camera, None)
-            if old is not None:
+            if isinstance(command, LetGo) and command.planned:
+                if old is None:
+                    command.delivered.set()
+                else:
+                    threading.Thread(target=self._hand_over, args=(old, command), name=f"handover-{old.name}",
+                                     daemon=True).start()  # fmt: skip
+                    log.info("cluster: camera %s stops here (%s)", command.camera, command.reason)
+            elif old is not None:
                 self._stop_camera(old, "handoff", wait=False, handoff=True)
                 reason = command.reason if isinstance(command, LetGo) else "claimed again"
                 log.info("cluster: camera %s stopped here (%s)", command.camera, reason)
@@ -461,7 +539,12 @@ class Engine:
             detector = group[0][0].detector
             assert detector is not None
             t0 = self.clock.monotonic()
-            results = detector.detect([frame.image for _, frame in group])  # one batched call per model
+            try:
+                results = detector.detect([frame.image for _, frame in group])  # one batched call per model
+            except DetectorError as exc:  # e.g. every Triton server down: drop these frames, keep the loop going
+                self._detection_failed(group, exc)
+                continue
+            self._detector_problem = None
             if self.metrics is not None:
                 self.metrics.inference(self.clock.monotonic() - t0)
             for (cam, frame), detections in zip(group, results, strict=True):
@@ -471,6 +554,17 @@ class Engine:
                     self.metrics.detection(cam.name, self.clock.monotonic() - frame.arrived)
                 self.observe(cam, frame, detections.scaled(1 / frame.scale))
         return bool(batch)
+
+    def _detection_failed(self, group: list[tuple[CameraRuntime, Frame]], exc: DetectorError) -> None:
+        """Count the frames as dropped and say why once (the next frames try again; rules keep ticking)."""
+        problem = str(exc)
+        if problem != self._detector_problem:
+            log.error("detection failed, frames dropped until it works again: %s", problem)
+        self._detector_problem = problem
+        for cam, _ in group:
+            cam.dropped += 1
+            if self.metrics is not None:
+                self.metrics.dropped(cam.name, 1)
 
     def _moved(self, cam: CameraRuntime, frame: Frame) -> bool:
         thumb = thumbnail(frame.image)

@@ -389,6 +389,7 @@ class Setup:
     base_dir: Path | None
     camera: str | None
     zone: ZoneConfig | None
+    calibrate: bool = False  # no size/tiling/confidence set by hand: calibrate on the video first, as the engine
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -405,12 +406,16 @@ def resolve_setup(config: str | None, camera: str | None, zone: str | None, over
     """The camera's detector settings (global ``detector:`` + the camera's overrides) plus ``--set`` on top."""
     from pydantic import ValidationError
 
+    from monitor.runtime.calibration import hand_set
+
     base_dir: Path | None = None
     zone_config: ZoneConfig | None = None
+    changes = dict(parse_override(o) for o in overrides)
     if config is None:
         if camera is not None or zone is not None:
             raise SetupError("--camera and --zone need a config file (-c streams.yaml)")
         settings = DetectorConfig()
+        calibrate = hand_set(settings, changes) is None
     else:
         loaded = _load_config(config)
         cameras = loaded.config.cameras
@@ -424,19 +429,31 @@ def resolve_setup(config: str | None, camera: str | None, zone: str | None, over
             raise SetupError(f"unknown camera {camera!r} (known: {', '.join(cameras)})")
         settings = loaded.detector_for(camera)
         base_dir = loaded.base_dir
+        calibrate = hand_set(loaded.config.detector, {**cameras[camera].detector, **changes}) is None
         if zone is not None:
             zones = cameras[camera].zones
             if zone not in zones:
                 raise SetupError(f"camera {camera!r} has no zone {zone!r} (known: {', '.join(zones) or 'none'})")
             zone_config = zones[zone]
-    if overrides:
-        merged = {**settings.model_dump(), **dict(parse_override(o) for o in overrides)}
+    if changes:
+        merged = {**settings.model_dump(), **changes}
         try:
             settings = DetectorConfig.model_validate(merged)
         except ValidationError as exc:
             details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise SetupError(f"--set: {details}") from None
-    return Setup(settings, base_dir, camera, zone_config)
+    return Setup(settings, base_dir, camera, zone_config, calibrate)
+
+
+def calibrated(setup: Setup, video: str | Path) -> DetectorConfig:
+    """The settings to run: calibrated on the video's first minutes (printed to stderr) unless set by hand."""
+    if not setup.calibrate:
+        return setup.settings
+    from monitor.runtime.calibration import calibrate_images, sample_video
+
+    record, settings = calibrate_images(sample_video(str(video)), setup.settings, setup.base_dir)
+    print(f"calibration on {Path(video).name}: {record.summary()}", file=sys.stderr)
+    return settings
 
 
 def _load_config(path: str) -> LoadedConfig:
@@ -582,10 +599,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 1
     from detectors import create_detector
 
-    detector = create_detector(setup.settings, setup.base_dir)
+    settings = calibrated(setup, video)
+    detector = create_detector(settings, setup.base_dir)
     started = time.perf_counter()
     counter = zone_counter(setup.zone) if setup.zone is not None else None
-    label = f"({settings_label(setup.settings)})"
+    label = f"({settings_label(settings)})"
     rows, timing = analyze_video(detector, video, args.counts_csv, counter, args.batch, label)
     elapsed = time.perf_counter() - started
     print(
@@ -669,10 +687,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 1
     from detectors import create_detector
 
-    detector = create_detector(setup.settings, setup.base_dir)
+    settings = calibrated(setup, args.video)
+    detector = create_detector(settings, setup.base_dir)
     try:
         with _progress() as progress:
-            task = progress.add_task(f"eval ({settings_label(setup.settings)})", total=len(frames), rate="")
+            task = progress.add_task(f"eval ({settings_label(settings)})", total=len(frames), rate="")
             predictions, timing = detect_frames(
                 detector, args.video, frames, args.batch, lambda: progress.advance(task)
             )
@@ -684,7 +703,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         video=str(args.video),
         gt=str(args.gt),
         detector=detector.describe(),
-        settings=setup.settings.model_dump(),
+        settings=settings.model_dump(),
         iou_threshold=args.iou,
         min_height=args.min_height,
         matching="greedy by IoU",

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors import Detector
+from detectors.calibration import Calibration
 from monitor.analyze.filters import DetectionFilter
 from monitor.analyze.tracking import PersonTracker
 from monitor.analyze.zones import Polygon, to_pixels
@@ -55,6 +56,7 @@ class CameraRuntime:
     offline: OfflineRuntime | None = None
     detector: Detector | None = None
     motion_thumb: npt.NDArray[np.uint8] | None = None
+    calibration: Calibration | None = None  # the latest calibration result (shown; the setting is in detector)
 
     def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
         """Zones in pixels for this frame size (recomputed only when the size changes)."""

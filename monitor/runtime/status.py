@@ -44,8 +44,10 @@ class StatusReporter:
         ttl_s: int,
         media_problem: Callable[[], str | None] = lambda: None,
         on_store_error: Callable[[Exception], None] | None = None,
+        node: str | None = None,
     ) -> None:
         self.store = store
+        self.node = node  # clustered: the node running the cameras, shown on the page
         self.data_dir = data_dir
         self.ttl_s = ttl_s
         self.media_problem = media_problem
@@ -165,6 +167,10 @@ class StatusReporter:
             "url": cam.worker.source.redacted(),
             "updated_ts": time.time(),
         }
+        if self.node is not None:
+            status["node"] = self.node
+        if cam.calibration is not None:  # the camera page shows the setting it chose and why
+            status["calibration"] = json.dumps(cam.calibration.to_json())
         if not self._store_usable():
             return
         try:

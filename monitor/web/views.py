@@ -99,12 +99,60 @@ class CameraStatus(BaseModel):
     speaker_warning: str | None = Field(
         default=None, description="Names this camera's speakers whose last announcement or health check failed."
     )
+    node: str | None = Field(
+        default=None, description="The node running the camera (several machines, `cluster:`); null on one machine."
+    )
+
+
+class CalibrationInfo(BaseModel):
+    """The detector setting a camera's calibration chose from the people in its first minutes, and why."""
+
+    state: str = Field(description="calibrated | no_people (default kept, tried again later).")
+    setting: str | None = Field(description="E.g. 'imgsz 1280, conf 0.25'; null when the default was kept.")
+    people: int = Field(description="Whole people measured by the reference pass.")
+    frames: int
+    heights_px: dict[str, float] = Field(description="min/p5/p50/p95/max of their heights, frame pixels.")
+    smallest_px: float | None = Field(description="The 5th-percentile height the choice rests on.")
+    scaled_px: float | None = Field(description="That height at the model's input with the chosen setting.")
+    min_height_px: float = Field(description="The model's minimum height at its input.")
+    reference: str = Field(description="The setting heights were measured with.")
+    at: str | None
+    reason: str
+
+
+def calibration_info(raw: str | None) -> CalibrationInfo | None:
+    """The published calibration record for the page (None when there is none or it is malformed)."""
+    if not raw:
+        return None
+    from detectors.calibration import Calibration
+
+    try:
+        record = Calibration.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return None
+    ev = record.evidence
+    return CalibrationInfo(
+        state=record.state,
+        setting=record.choice.label if record.choice is not None else None,
+        people=ev.people,
+        frames=ev.frames,
+        heights_px=ev.heights_px,
+        smallest_px=ev.basis_px,
+        scaled_px=ev.scaled_px,
+        min_height_px=ev.min_height_px,
+        reference=record.reference,
+        at=iso(record.at) if record.at else None,
+        reason=ev.reason,
+    )
 
 
 class CameraDetail(CameraStatus):
     """A camera with its configured zones."""
 
     zone_shapes: list[Zone]
+    calibration: CalibrationInfo | None = Field(
+        default=None, description="The detector setting its calibration chose (null: not calibrated or hand-set)."
+    )
 
 
 class Announcement(BaseModel):
@@ -242,6 +290,7 @@ def camera_statuses(
                 else None,
                 open_incidents=opened.get(name, 0),
                 speaker_warning=warnings.get(name),
+                node=data.get("node") or None,
             )
         )
     return out
@@ -254,7 +303,8 @@ def camera_detail(client: redis.Redis, config: LoadedConfig | None, name: str) -
     status = camera_statuses(client, config, [name])[0]
     cam = config.config.cameras.get(name) if config else None
     shapes = [Zone(name=z, points=list(c.points), relative=c.relative) for z, c in (cam.zones if cam else {}).items()]
-    return CameraDetail(**status.model_dump(), zone_shapes=shapes)
+    calibration = calibration_info(text(client.hget(camera_key(name), "calibration") or ""))
+    return CameraDetail(**status.model_dump(), zone_shapes=shapes, calibration=calibration)
 
 
 def incidents(client: redis.Redis, ids: list[str]) -> Iterator[Incident]:

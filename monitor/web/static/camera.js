@@ -67,6 +67,14 @@
     next.src = url;
   }
 
+  // What the camera's calibration chose from the heights of the people it saw, and on what evidence.
+  function calibrationText(c) {
+    if (!c.setting) return `默认设置 default kept: ${c.reason}`;
+    const h = c.heights_px;
+    return `${c.setting} (自动校准 calibrated ${VM.time(c.at)}: ${c.people} 人 people in ${c.frames} frames, ` +
+      `身高 heights p5 ${h.p5} / median ${h.p50} px → ${c.scaled_px} px at the model ≥ ${c.min_height_px})`;
+  }
+
   function show(next) {
     cam = next;
     setText(document.getElementById("camera-name"), cam.name);
@@ -78,6 +86,8 @@
         (cam.detect_fps_configured ? ` / ${cam.detect_fps_configured.toFixed(1)}` : "")],
       ["丢帧 Dropped", cam.dropped], ["重连 Reconnects", cam.reconnects], ["最后一帧 Last frame", VM.time(cam.last_frame_at)],
       ["地址 Source", cam.url], ["错误 Error", cam.last_error || "—"]];
+    if (cam.node) facts.push(["节点 Node", cam.node]);  // several machines (cluster:): which one runs it
+    if (cam.calibration) facts.push(["检测设置 Detector", calibrationText(cam.calibration)]);
     document.getElementById("camera-facts").replaceChildren(
       ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { class: k.startsWith("人数") ? "people-count" : "" }, v)]));
     if (cam.zone_shapes) drawZones();

@@ -19,6 +19,7 @@
       people: el("b", { class: "people-count" }),
       age: el("span", { class: "frame-age", title: "最后一帧 last frame" }),
       fps: el("span", { class: "detect-fps", title: "实际/配置检测帧率 detect rate: real / configured" }),
+      node: el("span", { class: "node muted", title: "运行节点 node running this camera", hidden: true }),
       badge: el("span", { class: "badge", hidden: true }),
       error: el("p", { class: "error", hidden: true }),
       speaker: el("p", { class: "error speaker-warning", "data-testid": "speaker-warning", role: "status", hidden: true }),
@@ -27,7 +28,8 @@
       el("h3", {}, el("span", { class: "cam-name" }, cam.name), " ", parts.state),
       parts.picture,
       el("div", { class: "numbers" },
-        el("span", { class: "people", title: "people" }, parts.people, " 人"), parts.age, parts.fps, parts.badge),
+        el("span", { class: "people", title: "people" }, parts.people, " 人"), parts.age, parts.fps, parts.node,
+        parts.badge),
       parts.error, parts.speaker);
     return { node, parts, cam: null, shownSrc: null, wantedSrc: null, statusSrc: null };
   }
@@ -77,6 +79,8 @@
     setText(parts.fps, configured ? `检测 detect ${cam.detect_fps.toFixed(1)}/${configured.toFixed(1)} fps`
       : `检测 detect ${cam.detect_fps.toFixed(1)} fps`);
     setClass(parts.fps, "slow", !!configured && cam.online && cam.detect_fps < configured * 0.8);
+    parts.node.hidden = !cam.node;  // several machines (cluster:): which one runs the camera
+    setText(parts.node, cam.node ? `节点 node ${cam.node}` : "");
     parts.badge.hidden = !cam.open_incidents;
     setText(parts.badge, cam.open_incidents ? `${cam.open_incidents} 未处理 open` : "");
     const error = cam.last_error && !cam.online ? cam.last_error : "";
@@ -115,6 +119,7 @@
     if (engine.outbox_pending) reasons.push(`${engine.outbox_pending} 条事件变更待写入 incident changes wait in the local outbox`);
     if (engine.store_error) reasons.push(`存储错误 store error: ${engine.store_error}`);
     if (engine.media_problem) reasons.push(`录像已停止 clips and pictures stopped: ${engine.media_problem}`);
+    if (engine.detector_problem) reasons.push(`检测失败 detection failing: ${engine.detector_problem}`);
     if (engine.dispatcher_failures) reasons.push(`${engine.dispatcher_failures} 个动作失败 actions failed (see log)`);
     health.hidden = body.status !== "degraded";
     health.textContent = health.hidden ? "" : `降级运行 DEGRADED — ${reasons.join("; ") || "see /healthz"}`;
