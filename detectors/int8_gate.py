@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors.postprocess import box_iou
+from detectors.matching import IOU_THRESHOLD, greedy_match
 from detectors.precision import Int8Verdict
 
-IOU_MATCH = 0.5
+IOU_MATCH = IOU_THRESHOLD
 DEFAULT_MARGIN_MAE = 0.1
 DEFAULT_MARGIN_RECALL = 0.02
 
@@ -34,20 +34,8 @@ class Score:
 
 
 def matches(pred: Boxes, truth: Boxes, threshold: float = IOU_MATCH) -> int:
-    """How many truth boxes a prediction claims at IoU >= threshold (greedy by IoU, one-to-one)."""
-    if not len(pred) or not len(truth):
-        return 0
-    iou = box_iou(np.asarray(pred, np.float32).reshape(-1, 4), np.asarray(truth, np.float32).reshape(-1, 4))
-    used_p: set[int] = set()
-    used_t: set[int] = set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        p, t = divmod(int(flat), iou.shape[1])
-        if iou[p, t] < threshold:
-            break
-        if p not in used_p and t not in used_t:
-            used_p.add(p)
-            used_t.add(t)
-    return len(used_t)
+    """How many truth boxes a prediction claims at IoU >= threshold (greedy by IoU, one-to-one, as ``monitor eval``)."""
+    return len(greedy_match(pred, truth, threshold))
 
 
 def score(pred: Sequence[Boxes], reference: Sequence[Boxes]) -> Score:

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.config import DetectorConfig
+from detectors.matching import IOU_THRESHOLD, greedy_match
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -47,7 +48,6 @@ BoxArray = npt.NDArray[np.float64]  # (N, 4) x1, y1, x2, y2 in pixels
 
 PEDESTRIAN = 1
 IGNORE_CLASSES = frozenset({2, 7, 8, 12})  # person on vehicle, static person, distractor, reflection
-IOU_THRESHOLD = 0.5
 BATCH = 4  # frames per detect() call: amortises per-call overhead without holding many frames
 
 
@@ -139,41 +139,6 @@ def load_mot(path: str | Path, min_visibility: float = 0.0) -> dict[int, FrameTr
 
 
 # --------------------------------------------------------------------------- matching and metrics
-
-
-def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(len(a), len(b)) IoU of xyxy boxes."""
-    aa = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    bb = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if len(aa) == 0 or len(bb) == 0:
-        return np.zeros((len(aa), len(bb)), dtype=np.float64)
-    x1 = np.maximum(aa[:, None, 0], bb[None, :, 0])
-    y1 = np.maximum(aa[:, None, 1], bb[None, :, 1])
-    x2 = np.minimum(aa[:, None, 2], bb[None, :, 2])
-    y2 = np.minimum(aa[:, None, 3], bb[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (aa[:, 2] - aa[:, 0]) * (aa[:, 3] - aa[:, 1])
-    area_b = (bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def greedy_match(pred: npt.ArrayLike, gt: npt.ArrayLike, threshold: float = IOU_THRESHOLD) -> list[tuple[int, int]]:
-    """(pred index, gt index) pairs with IoU >= threshold, highest IoU first, each box used at most once."""
-    iou = iou_matrix(pred, gt)
-    pi, gi = np.nonzero(iou >= threshold)
-    order = np.argsort(-iou[pi, gi], kind="stable")
-    used_p: set[int] = set()
-    used_g: set[int] = set()
-    pairs: list[tuple[int, int]] = []
-    for k in order:
-        p, g = int(pi[k]), int(gi[k])
-        if p in used_p or g in used_g:
-            continue
-        used_p.add(p)
-        used_g.add(g)
-        pairs.append((p, g))
-    return pairs
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import yaml
@@ -211,6 +212,7 @@ def test_three_engine_processes_share_the_cameras_and_take_over(
             "data_dir": f"./data-{name}",
             "redis_url": redis_url,
             "status_interval_s": 1,
+            "detector": {"calibrate": False},  # no background reference pass competing with the takeover timing
             "cameras": {camera: {"url": str(square_mp4), "detect_fps": 1} for camera in CAMERAS},
             "cluster": {"etcd": endpoints, "lease_ttl_s": TTL_S},
         }
@@ -283,3 +285,114 @@ def test_cluster_config_problems_point_at_the_line(tmp_path: Path, square_mp4: P
     assert f"{path}:4:" in text and "must be a client URL such as http://10.0.0.1:2379" in text
     assert f"{path}:5:" in text and "lease_ttl_s" in text
     assert f"{path}:6:" in text and "node name 'a/b'" in text
+
+
+# -- planned handoffs, and what a refused write shows -------------------------------------------------------------
+def test_a_planned_handoff_delivers_its_last_changes_before_the_claim_goes(
+    etcd_cluster: EtcdCluster, redis_url: str, tmp_path: Path, square_mp4: Path
+) -> None:
+    """Node a hands cameras to a joining node b. While it hands one over, it still holds the claim and its token,
+    so an incident it opens then (its outbox, delivered under that token) lands in Redis; b claims only after.
+    A change a queues once the camera is gone is stamped 0 and refused, and /healthz and /metrics count it."""
+    from monitor.engine import EngineHealth
+    from monitor.incident import Incident, new_incident_id
+    from monitor.store.incidents import IncidentStore
+    from monitor.store.outbox import Delivery, Outbox
+    from tests.support.web import make_media, running_site, write_config
+
+    client = redis.Redis.from_url(redis_url)
+    store = IncidentStore(client)
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    delivery = Delivery(outbox, store.apply).start()
+    handed: dict[str, tuple[int, str | None, str, float]] = {}  # camera -> (token, owner in etcd, incident, when)
+    config = ClusterConfig(etcd=tuple(etcd_cluster.endpoints), lease_ttl_s=TTL_S)
+
+    def open_incident(camera: str) -> str:
+        incident, change = Incident(new_incident_id(time.time()), "gathering", f"g/{camera}", camera, None,
+                                    time.time(), peak_count=5).opening()  # fmt: skip
+        outbox.put(change, incident)
+        return incident.id
+
+    def hand_over(camera: str) -> None:
+        token = a.node.token(camera)
+        incident = open_incident(camera)  # a late result of the camera just stopped
+        assert delivery.flush(10, fence=token), "delivered under the claim still held"
+        handed[camera] = (token, owners(etcd_cluster.endpoints).get(camera), incident, time.monotonic())
+
+    a = Seat(node=None)  # type: ignore[arg-type]
+    a.node = ClusterNode(config, "a", CAMERAS, a.claimed, a.released, hand_over)
+    outbox.fence_of = a.node.token
+    a.node.start()
+    seats = {"a": a}
+    try:
+        wait_until(lambda: settled(seats, etcd_cluster.endpoints), 30, "a runs every camera")
+        seats["b"] = seat(etcd_cluster.endpoints, "b")
+        wait_until(lambda: settled(seats, etcd_cluster.endpoints), 30, "b took its share")
+        moved = sorted(seats["b"].running)
+        assert moved and sorted(handed) == moved
+        claims_now = {kv.key.removeprefix(OWNERS): kv for kv in Etcd(etcd_cluster.endpoints).prefix(OWNERS)}
+        for camera, (token, owner_then, incident, _) in handed.items():
+            assert token > 0 and owner_then == "a", "the claim and token were still a's during the handoff"
+            assert claims_now[camera].create_revision > token
+            assert store.get(incident) is not None, "the change made during the handoff reached the store"
+        assert fencing.rejected(client) == {}
+
+        late = open_incident(moved[0])  # the camera is b's now: a's token for it is 0
+        wait_until(lambda: delivery.fenced == 1, 10, "a's late change refused")
+        assert store.get(late) is None and fencing.rejected(client) == {moved[0]: 1}
+        assert outbox.pending_under(0) == 0
+
+        def health() -> dict[str, object]:
+            return EngineHealth(False, outbox.pending(), None, None, 0, delivery.fenced).to_json()
+
+        media = make_media(square_mp4, tmp_path / "data")
+        with running_site(redis_url, write_config(tmp_path / "streams.yaml", tmp_path / "data"), media, health) as site:
+            assert httpx.get(f"{site.url}/healthz").json()["engine"]["fenced"] == 1
+            site.metrics.change_fenced()  # what Delivery's on_fenced does inside `monitor run`
+            text = site.login("view").get("/metrics").text
+            assert f'vm_fenced_writes_total{{camera="{moved[0]}"}} 1.0' in text
+            assert "vm_engine_changes_fenced_total 1.0" in text
+    finally:
+        delivery.stop()
+        outbox.close()
+        for s in seats.values():
+            s.node.stop()
+
+
+def test_outbox_counts_changes_per_claim_and_forgets_copies_per_camera(tmp_path: Path) -> None:
+    from monitor.incident import Incident, new_incident_id
+    from monitor.store.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    tokens = {"east": 7, "west": 9}
+    outbox.fence_of = tokens.__getitem__
+    for camera in ("east", "east", "west"):
+        incident, change = Incident(new_incident_id(time.time()), "gathering", f"g/{camera}", camera, None,
+                                    time.time()).opening()  # fmt: skip
+        outbox.put(change, incident)
+    assert (outbox.pending_under(7), outbox.pending_under(9), outbox.pending_under(0)) == (2, 1, 0)
+    assert outbox.forget_open("east") == 2
+    assert [i.camera for i in outbox.open_incidents()] == ["west"]
+    assert outbox.forget_open() == 1 and outbox.open_incidents() == []
+    outbox.close()
+
+
+def test_editing_the_cluster_section_needs_a_restart(tmp_path: Path, square_mp4: Path) -> None:
+    from monitor.config.reload import plan_reload
+
+    loaded = []
+    for ttl in (5, 10):
+        path = tmp_path / f"streams-{ttl}.yaml"
+        cluster = {"etcd": ["http://127.0.0.1:2379"], "lease_ttl_s": ttl}
+        path.write_text(yaml.safe_dump({"cameras": {"plaza": {"url": str(square_mp4)}}, "cluster": cluster}))
+        loaded.append(load_config(path))
+    assert plan_reload(loaded[0], loaded[1], ["plaza"]).needs_restart == ["cluster"]
+
+
+def test_engine_files_go_to_the_nodes_own_folder_of_a_shared_data_dir(tmp_path: Path) -> None:
+    from monitor.cluster.node import node_data_dir
+
+    assert node_data_dir(tmp_path, "edge-1") == tmp_path / "nodes" / "edge-1"
+    for bad in ("../up", "a/b", ""):
+        with pytest.raises(ValueError):
+            node_data_dir(tmp_path, bad)

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from detectors.matching import greedy_match, iou_matrix
 from monitor.evaluate import (
     EvalReport,
     FrameScore,
@@ -23,8 +24,6 @@ from monitor.evaluate import (
     cmd_analyze,
     cmd_eval,
     frames_to_evaluate,
-    greedy_match,
-    iou_matrix,
     load_mot,
     parse_mot,
     print_report,

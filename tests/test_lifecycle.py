@@ -53,6 +53,7 @@ def crowd_config(root: Path, square_mp4: Path, tmp_path: Path, write_config: Cal
         {
             "data_dir": "./data",
             "clips": {"pre_roll_s": 5, "post_roll_s": 30},  # still recording when we stop the engine
+            "detector": {"calibrate": False},  # the crowd's counts were measured at the 960 default
             "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}}},
             "rules": [{"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2}],
         }
@@ -111,6 +112,7 @@ def test_a_crash_with_an_open_incident_is_resumed_after_the_restart_not_duplicat
         {
             "data_dir": "./data",
             "clips": {"pre_roll_s": 5, "post_roll_s": 30},  # the clip is still being written when the engine dies
+            "detector": {"calibrate": False},  # the crowd's counts were measured at the 960 default
             "cameras": {"plaza": {"url": str(scenario), "zones": {"lower": {"points": LOWER_ZONE}}, "speakers": ["h"]}},
             "speakers": {"h": {"kind": "rtp", "host": "127.0.0.1", "port": horn.port, "codec": "pcmu"}},
             "rules": [rule],

@@ -128,7 +128,12 @@ class _Clipped:
     result: ClipResult
 
 
-Message = RuleOutput | CloseRule | Adopt | Finish | MediaLost | _Played | _Clipped
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    reached: threading.Event
+
+
+Message = RuleOutput | CloseRule | Adopt | Finish | MediaLost | _Played | _Clipped | _Barrier
 
 
 @dataclass
@@ -183,6 +188,13 @@ class Dispatcher:
         self._thread.start()
         return self
 
+    def wait_handled(self, timeout: float) -> bool:
+        """Wait until every message submitted before this call was handled (its changes are in the outbox);
+        False after ``timeout``. A clustered node hands a camera over only after this (monitor/cluster/)."""
+        reached = threading.Event()
+        self.submit(_Barrier(reached))
+        return reached.wait(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Handle what is queued, then stop."""
         self._queue.put(None)
@@ -215,6 +227,8 @@ class Dispatcher:
             self._change(message.incident_id, "media", details={"clip_error": message.clip_error})
         elif isinstance(message, _Played):
             self._played(message.incident_id, message.result)
+        elif isinstance(message, _Barrier):
+            message.reached.set()
         else:
             self._clipped(message.incident_id, message.result)
 

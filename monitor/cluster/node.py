@@ -11,6 +11,11 @@ those cameras, before etcd can have let another node take them. The claims threa
 every TTL/6 (bounded to 0.2..1 s): rendezvous over the live nodes says which cameras are this node's; it claims
 them with a create-if-absent transaction under its lease and gives up (stop first, then delete if still its own)
 those that moved to another node. A camera another node still holds is left alone until that claim goes.
+
+A planned handoff (the camera moved to another node, or left the config) keeps the claim and its token while the
+engine stops the camera and delivers its last changes (``hand_over``, bounded), and only then deletes the claim:
+the next owner raises the fence after them, so nothing of the old owner's is refused. A lost claim or lease has
+no such grace: its token is 0 at once.
 """
 
 from __future__ import annotations
@@ -20,16 +25,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from monitor.cluster.etcd import Etcd, EtcdError
 from monitor.cluster.rendezvous import rendezvous
-from monitor.config.cluster import ClusterConfig
+from monitor.config.cluster import ClusterConfig, node_name_problem
 
 log = logging.getLogger(__name__)
 
 NODES = "vm/nodes/"
 MEMBERS = "vm/members/"
 OWNERS = "vm/owners/"
+
+
+def node_data_dir(root: Path, node: str) -> Path:
+    """A node's own folder in the shared data directory: its outbox, clips, snapshots and live pictures.
+
+    ``data_dir`` may be one shared mount (NFS, CephFS) for every node: each writes only below its own folder, and
+    any node's web page serves every file inside ``data_dir``.
+    """
+    problem = node_name_problem(node)
+    if problem is not None:
+        raise ValueError(problem)
+    return root / "nodes" / node
 
 
 def owner_key(camera: str) -> str:
@@ -51,6 +69,8 @@ class ClusterNode:
     ``on_claimed(camera, token)`` runs on the claims thread after a claim is won; False gives the claim back (e.g.
     the store could not be read for the takeover: tried again next round). ``on_released(camera, reason)`` says a
     camera must stop now (moved, claim lost, lease lost); it must not block (the engine queues it).
+    ``hand_over(camera)``, on a planned handoff only: blocks (bounded, on the claims thread) until the stopped
+    camera's changes reached the store; the claim is deleted after it returns.
     """
 
     def __init__(
@@ -60,6 +80,7 @@ class ClusterNode:
         cameras: Iterable[str],
         on_claimed: Callable[[str, int], bool],
         on_released: Callable[[str, str], None],
+        hand_over: Callable[[str], object] | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -68,11 +89,13 @@ class ClusterNode:
         self.timeout_s = min(2.0, max(0.25, self.ttl_s / 10))
         self.on_claimed = on_claimed
         self.on_released = on_released
+        self.hand_over = hand_over
         self._lock = threading.Lock()
         self._cameras = tuple(cameras)
         self._lease: int | None = None
         self._renewed = 0.0  # monotonic time a renewal that succeeded was sent
         self._owned: dict[str, int] = {}  # camera -> fencing token
+        self._leaving: dict[str, int] = {}  # camera -> token, while a planned handoff delivers its last changes
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._lease_loop, name="cluster-lease", daemon=True),
@@ -81,9 +104,10 @@ class ClusterNode:
 
     # -- what the engine asks ------------------------------------------------------------------------
     def token(self, camera: str) -> int:
-        """The fencing token of this node's claim on ``camera``; 0 when it has none (its writes are refused)."""
+        """The fencing token of this node's claim on ``camera`` (also while handing it over); 0 when it has none
+        (its writes are refused)."""
         with self._lock:
-            return self._owned.get(camera, 0)
+            return self._owned.get(camera) or self._leaving.get(camera, 0)
 
     def owned(self) -> dict[str, int]:
         """Camera -> token of every claim held now."""
@@ -109,6 +133,7 @@ class ClusterNode:
         with self._lock:
             lease, self._lease = self._lease, None
             self._owned.clear()
+            self._leaving.clear()
         if lease is not None:
             etcd = Etcd(self.config.etcd, self.timeout_s)
             try:
@@ -175,6 +200,7 @@ class ClusterNode:
         with self._lock:
             cameras = sorted(self._owned)
             self._owned.clear()
+            self._leaving.clear()
             self._lease = None
         log.error("cluster: node %s lost its lease: %s; stopping %d camera(s)", self.name, reason, len(cameras))
         for camera in cameras:
@@ -203,14 +229,15 @@ class ClusterNode:
         nodes = {kv.key.removeprefix(NODES): node_capacity(kv.value) for kv in etcd.prefix(NODES)}
         claims = {kv.key.removeprefix(OWNERS): kv for kv in etcd.prefix(OWNERS)}
         plan = rendezvous(cameras, nodes)
+        for camera, kv in claims.items():  # ours by lease, yet not held: a handoff whose delete failed
+            if kv.lease == lease and camera not in owned:
+                etcd.delete_if_created(owner_key(camera), kv.create_revision)
         for camera, token in owned.items():
             claim = claims.get(camera)
             if claim is None or claim.create_revision != token:
                 self._drop(camera, token, "claim_lost")
-            elif plan.get(camera) != self.name and self._drop(
-                camera, token, "camera_moved" if camera in plan else "camera_removed"
-            ):
-                etcd.delete_if_created(owner_key(camera), token)  # stopped first, then handed over
+            elif plan.get(camera) != self.name:
+                self._hand_over(etcd, camera, token, "camera_moved" if camera in plan else "camera_removed")
                 log.info("cluster: camera %s handed over (to %s)", camera, plan.get(camera))
         for camera in cameras:
             if plan.get(camera) != self.name or camera in owned or camera in claims:
@@ -224,6 +251,22 @@ class ClusterNode:
                 self._owned[camera] = token = created
             log.info("cluster: node %s claimed camera %s (token %d)", self.name, camera, token)
             if not self.on_claimed(camera, token) and self._drop(camera, token, "takeover_failed", notify=False):
+                etcd.delete_if_created(owner_key(camera), token)
+
+    def _hand_over(self, etcd: Etcd, camera: str, token: int, reason: str) -> None:
+        """Stop the camera and let its last changes reach the store under this claim, then delete the claim."""
+        with self._lock:
+            if self._owned.get(camera) != token:
+                return
+            self._leaving[camera] = self._owned.pop(camera)
+        try:
+            self.on_released(camera, reason)
+            if self.hand_over is not None:
+                self.hand_over(camera)
+        finally:
+            with self._lock:
+                still_ours = self._leaving.pop(camera, None) == token  # not if the lease was lost meanwhile
+            if still_ours:
                 etcd.delete_if_created(owner_key(camera), token)
 
     def _drop(self, camera: str, token: int, reason: str, notify: bool = True) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from monitor.config import LoadedConfig
 
-RESTART_KEYS = ("redis_url", "data_dir", "web", "notify", "retention", "clips")
+RESTART_KEYS = ("redis_url", "data_dir", "web", "notify", "retention", "clips", "cluster")
 INPUT_KEYS = (
     "url",
     "inputs",

@@ -11,7 +11,9 @@ takes writes again.
 
 Clustered (``cluster:``), each change is stamped when queued with the fencing token this node holds for the
 incident's camera (0 once it no longer owns it), and delivered with it: a change the store refuses as stale (a
-newer owner has the camera) is logged, counted and dropped, never retried.
+newer owner has the camera) is logged, counted and dropped, never retried. A planned handoff flushes the
+camera's changes before its claim goes (``Delivery.flush(fence=...)``), so only a killed or cut-off node loses
+what it had not delivered.
 """
 
 from __future__ import annotations
@@ -134,6 +136,35 @@ class Outbox:
             (count,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
             return int(count) + len(self._memory)
 
+    def pending_under(self, fence: int) -> int:
+        """Changes not yet delivered that were stamped with ``fence`` (one claim on one camera)."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM changes WHERE fence = ?", (fence,)).fetchone()
+            return int(count) + sum(1 for _, stamped in self._memory if stamped == fence)
+
+    def forget_open(self, camera: str | None = None) -> int:
+        """Drop this engine's copies of open incidents (of ``camera``, or all); how many were dropped.
+
+        Clustered, the store is where a camera's open incidents carry on (whoever runs it next); these copies
+        only serve a single machine's crash recovery and would otherwise pile up as cameras move away.
+        """
+        with self._lock:
+            kept = list(self._copies_in_memory.values())
+            self._copies_in_memory = {i.id: i for i in kept if camera is not None and i.camera != camera}
+            dropped = len(kept) - len(self._copies_in_memory)
+            try:
+                with self._db:
+                    if camera is None:
+                        cursor = self._db.execute("DELETE FROM open_incidents")
+                    else:
+                        cursor = self._db.execute(
+                            "DELETE FROM open_incidents WHERE json_extract(record, '$.camera') = ?", (camera,)
+                        )
+            except sqlite3.Error as exc:  # a full disk: they are forgotten at the next start
+                log.warning("outbox: open-incident copies not dropped: %s", exc)
+                return dropped
+            return dropped + cursor.rowcount
+
     def deliver(self, apply: Apply, limit: int = 200) -> int:
         """Apply queued changes in order until one fails; return how many were delivered.
 
@@ -196,7 +227,8 @@ def _apply(apply: Apply, change: IncidentChange, fence: int | None) -> bool:
 class Delivery:
     """A thread that delivers the outbox to the store, with backoff while the store fails.
 
-    ``on_error`` is called once per failed attempt (the store-errors metric); ``flush`` at shutdown gives it a
+    ``on_error`` is called once per failed attempt (the store-errors metric), ``on_fenced`` once per change the
+    store refused as stale (the fenced-changes metric); ``flush`` at shutdown gives it a
     bounded time to empty the queue, and what is left is delivered by the next start. It also writes the
     outbox's heartbeat every ``heartbeat_s`` (what dates an unclean stop for crash recovery).
     """
@@ -208,8 +240,10 @@ class Delivery:
         on_error: Callable[[Exception], None] | None = None,
         max_backoff_s: float = 5.0,
         heartbeat_s: float = 5.0,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
+        self.on_fenced = on_fenced
         self.heartbeat_s = heartbeat_s
         self.apply = apply
         self.on_error = on_error
@@ -254,16 +288,21 @@ class Delivery:
             return False
         except StaleWrite as exc:  # a newer owner has the camera: retrying could never succeed
             self.fenced += 1
+            if self.on_fenced is not None:
+                self.on_fenced()
             log.warning("dropping change %s (%s): %s", change.key, change.kind, exc)
             return False
 
-    def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for the queue to empty; True if it did."""
+    def flush(self, timeout: float, fence: int | None = None) -> bool:
+        """Wait up to ``timeout`` for the queue to empty (only the changes stamped ``fence``, when given);
+        True if it did. A clustered node hands a camera over after flushing its claim's changes: once the next
+        owner raises the fence they would be refused."""
         deadline = time.monotonic() + timeout
+        left = self.outbox.pending if fence is None else lambda: self.outbox.pending_under(fence)
         self.outbox.added.set()
-        while self.outbox.pending() and time.monotonic() < deadline:
+        while left() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return self.outbox.pending() == 0
+        return left() == 0
 
     def stop(self) -> None:
         """Stop the thread (what is queued stays in the outbox)."""

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.config import LoadedConfig
+from monitor.store import fencing
 from monitor.store.incidents import INDEX, camera_key
 from monitor.web import views
 
@@ -61,6 +62,11 @@ class EngineMetrics:
         self._store_errors = Counter(
             "vm_engine_store_errors", "Redis errors seen by the engine.", registry=self.registry
         )
+        self._fenced = Counter(
+            "vm_engine_changes_fenced",
+            "Incident changes of this engine the store refused as stale (a newer node owned the camera): dropped.",
+            registry=self.registry,
+        )
 
     def detection(self, camera: str, latency_s: float) -> None:
         """One frame's detections are ready ``latency_s`` after it was captured."""
@@ -87,6 +93,10 @@ class EngineMetrics:
         """A Redis call failed."""
         self._store_errors.inc()
 
+    def change_fenced(self) -> None:
+        """The store refused one of this engine's changes (fencing token older than the camera's newest)."""
+        self._fenced.inc()
+
 
 class RedisCollector(Collector):
     """Camera and incident state from Redis, computed at scrape time."""
@@ -100,7 +110,7 @@ class RedisCollector(Collector):
         """Per-camera gauges and counters, incident totals, speaker failures; ``vm_redis_up`` 0 if unreachable."""
         up = GaugeMetricFamily("vm_redis_up", "1 when Redis answered this scrape.")
         try:
-            metrics = [*self._cameras(), *self._incidents()]
+            metrics = [*self._cameras(), self._fenced(), *self._incidents()]
         except redis.RedisError:
             up.add_metric([], 0)
             return [up]
@@ -142,6 +152,15 @@ class RedisCollector(Collector):
             if raw is not None and float(views.text(raw) or 0) > 0:
                 families["age"].add_metric([cam.name], max(0.0, now - float(views.text(raw))))
         return list(families.values())
+
+    def _fenced(self) -> Metric:
+        """Writes Redis refused per camera because a newer owner had it (``cluster:``; from every node)."""
+        family = CounterMetricFamily(
+            "vm_fenced_writes", "Store writes refused as stale: an older owner of the camera wrote.", labels=["camera"]
+        )
+        for camera, count in sorted(fencing.rejected(self.r).items()):
+            family.add_metric([camera], count)
+        return family
 
     def _incidents(self) -> list[Metric]:
         stamp, cached = self._cache

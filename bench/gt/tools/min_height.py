@@ -14,7 +14,8 @@ import sys
 import numpy as np
 
 from detectors import DetectorConfig, create_detector
-from monitor.evaluate import detect_frames, greedy_match, load_mot
+from detectors.matching import greedy_match
+from monitor.evaluate import detect_frames, load_mot
 
 VIDEO = "sample_videos/square.mp4"
 GT = "bench/gt/square_gt.txt"
