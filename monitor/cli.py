@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--frames", type=int, default=12, help="frames measured over that time (default 12)")
     calibrate.add_argument("--json", action="store_true", help="the stored record as JSON")
     calibrate.set_defaults(func=cmd_calibrate)
+    export = command("export", "build the INT8 detector for the configured cameras (used by precision: auto)")
+    export.add_argument("--int8", action="store_true", required=True, help="quantize with NNCF and gate against f32")
+    export.add_argument(
+        "--imgsz", type=int, action="append", help="input size (repeatable; default: every size the cameras use)"
+    )
+    export.add_argument("--frames", type=int, default=None, help="calibration frames (default 128)")
+    export.set_defaults(func=cmd_export)
     incidents = command("incidents", "list incidents, newest first")
     incidents.add_argument("--json", action="store_true", help="JSON Lines, one incident per line")
     incidents.add_argument("--limit", type=int, default=None, help="at most this many")
@@ -167,6 +174,44 @@ def _calibration_text(record: Calibration) -> str:
     when = datetime.fromtimestamp(record.at).isoformat(timespec="seconds")
     w, h = record.frame_size
     return f"{record.summary()}; {w}x{h}, {when}"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Quantize the configured model at each size the cameras run, calibrated on their own frames; a model that
+    fails its accuracy gate is kept aside (the engine then stays on bf16/f32 and says why)."""
+    loaded = load_or_report(args.config)
+    if loaded is None:
+        return 1
+    settings = loaded.config.detector
+    if isinstance(settings.model, tuple) or (isinstance(settings.model, str) and "://" in settings.model):
+        print("detector.model names Triton servers: INT8 is built for a local model", file=sys.stderr)
+        return 1
+    from detectors import resolve_model_path
+    from detectors.int8 import DEFAULT_CALIBRATION_FRAMES, DEFAULT_GATE_FRAMES, GateSettings, build_from_sources
+    from monitor.config import file_path
+    from monitor.runtime.calibration import camera_record_path, load_record
+
+    sources, sizes = [], set(args.imgsz or [])
+    for name, camera in loaded.config.cameras.items():
+        path = file_path(camera.detect_url, loaded.base_dir)
+        sources.append(str(path) if path is not None else camera.detect_url)
+        if not args.imgsz:
+            record = load_record(camera_record_path(loaded, name))
+            sizes.add(record.choice.imgsz if record is not None and record.choice else loaded.detector_for(name).imgsz)
+    model = Path(resolve_model_path(settings, loaded.base_dir))
+    gate = GateSettings(settings.confidence, settings.iou)
+    for imgsz in sorted(sizes):
+        try:
+            built = build_from_sources(
+                model, imgsz, sources, args.frames or DEFAULT_CALIBRATION_FRAMES, DEFAULT_GATE_FRAMES, gate
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            print(f"imgsz {imgsz}: {type(exc).__name__}: {scrub(str(exc), *sources)}", file=sys.stderr)
+            return 1
+        verdict = "used by precision: auto" if built.verdict.passed else "REFUSED: the engine keeps bf16/f32"
+        print(f"imgsz {imgsz}: {built.path.name} ({'built' if built.rebuilt else 'cached'}): {verdict}")
+        print(f"  {built.verdict.summary}")
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -92,3 +92,27 @@ def test_a_refused_int8_model_is_not_used(model_copy: Path, square_mp4: Path) ->
     config = DetectorConfig(model=str(model_copy), imgsz=IMGSZ, precision="int8", threads=1, streams=1)
     detector = create_detector(config)
     assert "failed its accuracy gate" in detector.describe() and str(refused.path) not in detector.describe()
+
+
+def test_monitor_export_int8_builds_for_the_configured_cameras(tmp_path: Path, square_mp4: Path) -> None:
+    """`monitor export --int8` quantizes the configured model on the cameras' own frames and reports the gate;
+    a second run finds it cached."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    model = tmp_path / "yolo11n-pose.pt"
+    shutil.copyfile(ensure_default_model(Path(__file__).resolve().parent.parent / "models"), model)
+    config = tmp_path / "streams.yaml"
+    config.write_text(
+        yaml.safe_dump({"detector": {"model": str(model)}, "cameras": {"plaza": {"url": str(square_mp4)}}}),
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "monitor", "export", "--int8", "-c", str(config), "--imgsz", str(IMGSZ)]
+    first = subprocess.run([*command, "--frames", "16"], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert f"imgsz {IMGSZ}: " in first.stdout and "(built)" in first.stdout and "MAE" in first.stdout
+    assert find_int8(model, IMGSZ) is not None or "REFUSED" in first.stdout
+    again = subprocess.run([*command, "--frames", "16"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "(cached)" in again.stdout, again.stdout + again.stderr
