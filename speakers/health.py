@@ -1,8 +1,10 @@
 """Speaker health: a cheap periodic check per speaker, so status shows a dead horn before an incident needs it.
 
-Every backend answers ``health() -> SpeakerHealth`` within its own deadline: the device itself where it can be
-asked (SIP OPTIONS, an HTTP request, RTSP OPTIONS), a local stand-in otherwise (RTP: the address resolves; local:
-the device is present). Each check runs in its own thread, so one slow speaker does not hold up the others' status.
+Every backend answers ``health() -> SpeakerHealth`` within its own deadline, in one of three states: ok, failed
+(with the problem) or unverifiable. The device itself is asked where it can be (SIP OPTIONS, an HTTP request, RTSP
+OPTIONS, the sound card is present); a unicast RTP speaker is probed for an ICMP refusal, and a multicast group,
+which answers no one, is unverifiable rather than assumed healthy. Each check runs in its own thread, so one slow
+speaker does not hold up the others' status.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import threading
 import time
 from collections.abc import Mapping
 
-from speakers.base import Speaker, SpeakerHealth
+from speakers.base import HealthState, Speaker, SpeakerHealth
 
-__all__ = ["HealthMonitor", "SpeakerHealth", "check_speaker"]
+__all__ = ["HealthMonitor", "HealthState", "SpeakerHealth", "check_speaker"]
 
 CLOSE_WAIT_S = 1.0  # close() waits this long in all for checks in flight (bounded by their own deadlines anyway)
 

@@ -9,6 +9,10 @@ once, with the Authorization header already in place.
 Every operation has a total deadline (``speakers.deadline``): ``timeout_s`` covers connecting and every answer
 together, a transmit adds the audio's length. A speaker that answers one byte at a time never trips a socket
 timeout, so the deadline shuts the connection down instead.
+
+Live talk goes out phrase by phrase: transmit.cgi needs the stream's length up front, so the talk's audio is
+gathered into ``PHRASE_S`` pieces, each sent as one transmit (while it plays, the next one gathers). That adds
+about ``PHRASE_S`` plus a request's round trip of delay; a speaker in mode ``clip`` cannot carry speech at all.
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ from urllib.parse import urlsplit
 
 from speakers import g711
 from speakers.audio import Pcm, apply_gain
-from speakers.base import SpeakerError, SpeakerHealth
+from speakers.base import PlaybackInterrupted, SpeakerError, SpeakerHealth
 from speakers.config import HttpSpeakerConfig
 from speakers.deadline import HEALTH_S, Deadline, check_health, shutdown_socket
 from speakers.digest import Challenge, basic_authorization, digest_authorization, parse_challenges, pick_challenge
+from speakers.live import TALK_MAX_S, LiveFeed
 from speakers.rtp_wire import send_paced
 
 TRANSMIT_PATH = "/axis-cgi/audio/transmit.cgi"
 CLIP_PATH = "/axis-cgi/mediaclip.cgi"
 RATE = 8000  # audio/basic: G.711 mu-law, 8 kHz, mono
 CHUNK_S = 0.1  # 100 ms per write: small enough for a prompt interrupt, big enough to be cheap
+PHRASE_S = 2.0  # live talk: audio per transmit request (the delay a talk to this kind of speaker adds)
 
 
 class _Connection(http.client.HTTPConnection):
@@ -98,6 +104,27 @@ class HttpSpeaker:
         ulaw = g711.ulaw_encode(apply_gain(audio, self.config.gain_db).samples).tobytes()
         deadline = Deadline.for_playback(self._label, audio.duration_s, self.config.timeout_s, "timeout_s")
         deadline.run(lambda: self._guarded(lambda: self._transmit(ulaw, stop, deadline)), stop)
+
+    @property
+    def talk_buffer_s(self) -> float:
+        """A phrase gathering while the previous one plays, and room for the next request's set-up."""
+        return 2 * PHRASE_S + 1.0
+
+    def talk(self, feed: LiveFeed, stop: threading.Event) -> None:
+        """Send ``feed`` as a transmit per PHRASE_S of audio (see module docstring) until it ends."""
+        if self.config.mode == "clip":
+            raise self._error("live talk needs mode: transmit (a clip stored on the speaker cannot carry speech)")
+        deadline = Deadline(self.config.timeout_s + TALK_MAX_S, self._label, "talk")
+        deadline.run(lambda: self._guarded(lambda: self._talk(feed, stop, deadline)), stop)
+
+    def _talk(self, feed: LiveFeed, stop: threading.Event, deadline: Deadline) -> None:
+        while (phrase := feed.take(int(RATE * PHRASE_S), PHRASE_S, partial=True)) is not None:
+            if stop.is_set():
+                raise PlaybackInterrupted(f"{self._label}: interrupted on request")
+            if len(phrase):
+                ulaw = g711.ulaw_encode(apply_gain(Pcm(phrase, RATE), self.config.gain_db).samples).tobytes()
+                self._transmit(ulaw, stop, deadline)
+                feed.stats.sent(len(phrase), len(ulaw))
 
     def _guarded(self, operation: Callable[[], None]) -> None:
         """``operation`` with network and TLS errors turned into SpeakerErrors that say what to do."""

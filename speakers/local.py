@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyaudio
@@ -21,6 +21,7 @@ from speakers.audio import Pcm, apply_gain
 from speakers.base import PlaybackInterrupted, SpeakerError, SpeakerHealth
 from speakers.config import LocalSpeakerConfig
 from speakers.deadline import HEALTH_S, Deadline, check_health
+from speakers.live import TALK_MAX_S, LiveFeed
 
 SETUP_S = 5.0  # PortAudio init, device enumeration, opening and draining the stream
 CHUNK_S = 0.1  # audio per write: the stop event and the deadline are checked between writes
@@ -150,14 +151,41 @@ class LocalSpeaker:
         deadline.run(lambda: self._play(apply_gain(audio, self.config.gain_db), stop, deadline), stop)
 
     def _play(self, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
+        self._with_device(lambda pa, index: self._write(pa, index, audio, stop, deadline))
+
+    def _with_device(self, operation: Callable[[pyaudio.PyAudio, int], None]) -> None:
+        """``operation`` on the configured device, PortAudio opened around it; its errors as SpeakerErrors."""
         pa = _open_portaudio()
         try:
-            index = self._device_index(pa)
-            self._write(pa, index, audio, stop, deadline)
+            operation(pa, self._device_index(pa))
         except (OSError, ValueError) as exc:
             raise SpeakerError(f"{self._label}: {exc}") from exc
         finally:
             _close_portaudio(pa)
+
+    @property
+    def talk_buffer_s(self) -> float:
+        """The device buffer plus one write: what the sound card holds is the delay."""
+        return BUFFER_S + CHUNK_S
+
+    def talk(self, feed: LiveFeed, stop: threading.Event) -> None:
+        """Write ``feed`` to the device as it arrives (the card plays silence when none comes) until it ends."""
+        deadline = Deadline(SETUP_S + TALK_MAX_S, self._label, "talk")
+        deadline.run(lambda: self._with_device(lambda pa, index: self._talk(pa, index, feed, stop)), stop)
+
+    def _talk(self, pa: pyaudio.PyAudio, index: int, feed: LiveFeed, stop: threading.Event) -> None:
+        stream = self._open_stream(pa, index)
+        try:
+            while (samples := feed.take(int(self.sample_rate * CHUNK_S), CHUNK_S, partial=True)) is not None:
+                if stop.is_set():
+                    raise PlaybackInterrupted(f"{self._label}: interrupted on request")
+                if len(samples):
+                    data = apply_gain(Pcm(samples, self.sample_rate), self.config.gain_db).samples.tobytes()
+                    stream.write(data)
+                    feed.stats.sent(len(samples), len(data))
+            stream.stop_stream()
+        finally:
+            stream.close()
 
     def health(self) -> SpeakerHealth:
         """The configured device is present (PortAudio enumeration, within HEALTH_S)."""
@@ -180,14 +208,7 @@ class LocalSpeaker:
 
     def _write(self, pa: pyaudio.PyAudio, index: int, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
         rate = self.sample_rate
-        stream = pa.open(
-            format=pyaudio.paInt16,
-            channels=1,
-            rate=rate,
-            output=True,
-            output_device_index=index,
-            frames_per_buffer=int(rate * BUFFER_S / 2),  # PortAudio keeps at least two of these buffered
-        )
+        stream = self._open_stream(pa, index)
         try:
             step = int(rate * CHUNK_S)
             for start in range(0, len(audio.samples), step):
@@ -198,3 +219,13 @@ class LocalSpeaker:
             stream.stop_stream()  # drains what is buffered; close() alone would discard it
         finally:
             stream.close()
+
+    def _open_stream(self, pa: pyaudio.PyAudio, index: int) -> pyaudio.Stream:
+        return pa.open(
+            format=pyaudio.paInt16,
+            channels=1,
+            rate=self.sample_rate,
+            output=True,
+            output_device_index=index,
+            frames_per_buffer=int(self.sample_rate * BUFFER_S / 2),  # PortAudio keeps at least two of these buffered
+        )

@@ -28,7 +28,8 @@ from speakers.base import SpeakerError, SpeakerHealth
 from speakers.config import OnvifSpeakerConfig
 from speakers.deadline import HEALTH_S, Deadline, check_health, shutdown_socket
 from speakers.digest import basic_authorization, digest_authorization, parse_challenges, pick_challenge
-from speakers.rtp_wire import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced
+from speakers.live import LIVE_BUFFER_S, TALK_MAX_S, LiveFeed, send_live_rtp
+from speakers.rtp_wire import G711_RATE, Codec, RtpFormat, packetize, rtp_format, rtp_packets, send_paced
 
 BACKCHANNEL = "www.onvif.org/ver20/backchannel"
 DEFAULT_PORT = 554
@@ -210,6 +211,16 @@ def _parse_head(head: str) -> RtspResponse:
     return response
 
 
+def _format(track: BackChannel) -> RtpFormat:
+    """G.711 at PTIME_MS with the payload type the camera's SDP gave the track."""
+    fmt = rtp_format(track.codec, None, PTIME_MS)
+    return RtpFormat(fmt.codec, track.payload_type, fmt.rate, fmt.samples_per_packet)
+
+
+_Media = Callable[["_RtspConnection", int, BackChannel, Callable[[float], None]], None]
+"""What a session carries once PLAYing: (connection, interleaved channel, track, pacer)."""
+
+
 def _all_headers(response: RtspResponse, name: str) -> list[str]:
     return [v for v in response.headers.get(name, "").split("\n") if v]
 
@@ -244,12 +255,31 @@ class OnvifSpeaker:
             raise self.error(f"needs {G711_RATE} Hz audio, got {audio.rate}")
         setup_s = 2 * self.config.timeout_s
         deadline = Deadline.for_playback(self._label, audio.duration_s, setup_s, "for set-up and teardown")
-        deadline.run(lambda: self._play(apply_gain(audio, self.config.gain_db), stop, deadline), stop)
+        loud = apply_gain(audio, self.config.gain_db)
 
-    def _play(self, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
+        def media(conn: _RtspConnection, channel: int, track: BackChannel, pace: Callable[[float], None]) -> None:
+            self._stream(conn, channel, track, loud, pace)
+
+        deadline.run(lambda: self._play(media, stop, deadline), stop)
+
+    @property
+    def talk_buffer_s(self) -> float:
+        """Once the back-channel plays, packets go out as the audio arrives; at most LIVE_BUFFER_S is held back."""
+        return LIVE_BUFFER_S
+
+    def talk(self, feed: LiveFeed, stop: threading.Event) -> None:
+        """Set up the back-channel, stream ``feed`` live until it ends, TEARDOWN. Audio during set-up is dropped."""
+
+        def media(conn: _RtspConnection, channel: int, track: BackChannel, pace: Callable[[float], None]) -> None:
+            send_live_rtp(lambda p: conn.send_interleaved(channel, p), feed, _format(track), pace, self.config.gain_db)
+
+        deadline = Deadline(2 * self.config.timeout_s + TALK_MAX_S, self._label, "talk")
+        deadline.run(lambda: self._play(media, stop, deadline), stop)
+
+    def _play(self, media: _Media, stop: threading.Event, deadline: Deadline) -> None:
         with self._connection(deadline) as conn:
             try:
-                self._session(conn, audio, stop, deadline)
+                self._session(conn, media, stop, deadline)
             except (OSError, ValueError) as exc:
                 raise self.error(f"RTSP failed: {type(exc).__name__}: {exc}") from exc
 
@@ -266,7 +296,7 @@ class OnvifSpeaker:
         finally:
             conn.close()
 
-    def _session(self, conn: _RtspConnection, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
+    def _session(self, conn: _RtspConnection, media: _Media, stop: threading.Event, deadline: Deadline) -> None:
         track = self._describe(conn)
         channel = self._setup(conn, track)
         self._expect(conn.request("PLAY", conn.url, {"Range": "npt=0.000-", "Require": BACKCHANNEL}), "PLAY")
@@ -274,7 +304,7 @@ class OnvifSpeaker:
         reader = threading.Thread(target=conn.drain_until, args=(drained,), daemon=True)
         reader.start()
         try:
-            self._stream(conn, channel, track, audio, deadline.pacer(stop))
+            media(conn, channel, track, deadline.pacer(stop))
         finally:
             drained.set()
             reader.join(1.0)
@@ -305,8 +335,7 @@ class OnvifSpeaker:
     def _stream(
         self, conn: _RtspConnection, channel: int, track: BackChannel, audio: Pcm, pace: Callable[[float], None]
     ) -> None:
-        fmt = rtp_format(track.codec, None, PTIME_MS)
-        fmt = type(fmt)(fmt.codec, track.payload_type, fmt.rate, fmt.samples_per_packet)  # the camera's PT
+        fmt = _format(track)
         ssrc, seq, ts = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
         packets = list(rtp_packets(packetize(audio.samples, fmt), fmt, seq, ts, ssrc))
         send_paced(

@@ -26,10 +26,14 @@ from speakers.base import PlaybackInterrupted, SpeakerError, SpeakerHealth
 from speakers.config import SipSpeakerConfig
 from speakers.deadline import HEALTH_S, Deadline, check_health
 from speakers.digest import Challenge, digest_authorization, parse_challenges
+from speakers.live import LIVE_BUFFER_S, TALK_MAX_S, LiveFeed, send_live_rtp
 from speakers.rtp_wire import G711_RATE, Codec, packetize, rtp_format, rtp_packets, send_paced
 from speakers.sip_uri import parse_sip_uri
 
 log = logging.getLogger(__name__)
+
+Media = Callable[[socket.socket, tuple[str, int], Codec, Callable[[float], None], Callable[[], None]], None]
+"""What a call carries: (RTP socket, destination, codec, pacer, check that the speaker has not hung up)."""
 
 T1 = 0.5  # RFC 3261 round-trip estimate; INVITE retransmits at T1, 2*T1, 4*T1, ...
 T2 = 4.0  # cap of the non-INVITE (BYE, OPTIONS) retransmit interval
@@ -410,19 +414,47 @@ class SipSpeaker:
             raise self.error(f"needs {G711_RATE} Hz audio, got {audio.rate}")
         setup_s = self.config.timeout_s + CANCEL_WAIT_S + BYE_TIMEOUT_S
         deadline = Deadline.for_playback(self.label, audio.duration_s, setup_s, "for timeout_s and hang-up")
-        deadline.run(lambda: self._page(apply_gain(audio, self.config.gain_db), stop, deadline), stop)
+        loud = apply_gain(audio, self.config.gain_db)
 
-    def _page(self, audio: Pcm, stop: threading.Event, deadline: Deadline) -> None:
+        def media(rtp: socket.socket, dest: tuple[str, int], codec: Codec, pace: Callable[[float], None],
+                  alive: Callable[[], None]) -> None:  # fmt: skip
+            self._stream(rtp, dest, codec, loud, pace, alive)
+
+        deadline.run(lambda: self._page(media, stop, deadline), stop)
+
+    @property
+    def talk_buffer_s(self) -> float:
+        """Once the call is answered, packets go out as the audio arrives; at most LIVE_BUFFER_S is held back."""
+        return LIVE_BUFFER_S
+
+    def talk(self, feed: LiveFeed, stop: threading.Event) -> None:
+        """Call, stream ``feed`` live until it ends, hang up. Audio spoken while the call rings is dropped."""
+        setup_s = self.config.timeout_s + CANCEL_WAIT_S + BYE_TIMEOUT_S
+
+        def media(rtp: socket.socket, dest: tuple[str, int], codec: Codec, pace: Callable[[float], None],
+                  alive: Callable[[], None]) -> None:  # fmt: skip
+            fmt = rtp_format(codec, None, self.config.ptime_ms)
+
+            def send(packet: bytes) -> None:
+                alive()
+                rtp.sendto(packet, dest)
+
+            send_live_rtp(send, feed, fmt, pace, self.config.gain_db)
+
+        deadline = Deadline(setup_s + TALK_MAX_S, self.label, "talk")
+        deadline.run(lambda: self._page(media, stop, deadline), stop)
+
+    def _page(self, media: Media, stop: threading.Event, deadline: Deadline) -> None:
         try:
             with self._sip_socket() as sock, _rtp_socket(sock.getsockname()[0]) as rtp:
-                self._call(sock, rtp, audio, stop, deadline)
+                self._call(sock, rtp, media, stop, deadline)
         except ConnectionRefusedError as exc:
             raise self.error(f"unreachable: nothing listens on {self.uri.host}:{self.uri.port} (ICMP refused)") from exc
         except OSError as exc:
             raise self.error(f"network error: {exc}") from exc
 
     def _call(
-        self, sock: socket.socket, rtp: socket.socket, audio: Pcm, stop: threading.Event, deadline: Deadline
+        self, sock: socket.socket, rtp: socket.socket, media: Media, stop: threading.Event, deadline: Deadline
     ) -> None:
         call = _Call(self, sock, sock.getpeername()[:2], stop)
         answer = call.invite(sdp_offer(call.local_ip, rtp.getsockname()[1], self.config.codec, self.config.ptime_ms))
@@ -432,8 +464,14 @@ class SipSpeaker:
             call.bye()
             raise self.error(f"unusable SDP answer: {exc}") from exc
         listener = call.listen_in_background()
+        started = time.monotonic()
+
+        def alive() -> None:
+            if call.remote_bye.is_set():
+                raise self.error(f"the speaker hung up after {time.monotonic() - started:.1f} s")
+
         try:
-            self._stream(rtp, dest, codec, audio, deadline.pacer(stop), call.remote_bye)
+            media(rtp, dest, codec, deadline.pacer(stop), alive)
         finally:
             call.stop_listening(listener)
             if not call.remote_bye.is_set():
@@ -448,16 +486,14 @@ class SipSpeaker:
         codec: Codec,
         audio: Pcm,
         pace: Callable[[float], None],
-        remote_bye: threading.Event,
+        alive: Callable[[], None],
     ) -> None:
         fmt = rtp_format(codec, None, self.config.ptime_ms)
         packets = list(rtp_packets(packetize(audio.samples, fmt), fmt, secrets.randbits(16), secrets.randbits(32),
                                    secrets.randbits(32)))  # fmt: skip
-        started = time.monotonic()
 
         def send(packet: bytes) -> None:
-            if remote_bye.is_set():
-                raise self.error(f"the speaker hung up after {time.monotonic() - started:.1f} s")
+            alive()
             rtp.sendto(packet, dest)
 
         send_paced(send, packets, fmt.ptime_s, sleep=pace)

@@ -6,6 +6,11 @@ of higher priority than the one playing interrupts it (every backend's ``play(au
 or chunk once ``stop`` is set); the interrupted playback ends early and its result says so, and the
 higher-priority job goes before every queued lower one. Every playback ends by the backend's total deadline, so
 a speaker that hangs reports a failure instead of holding its queue, and ``close(timeout)`` returns in time.
+
+A live talk from the web page holds its speakers (``held``, a Redis lease, monitor/store/talks.py): a channel does
+not start an announcement on a held speaker (it waits, up to the job's deadline, and plays after the talk), and an
+announcement playing when a talk takes the speaker is stopped and queued again in its old place, to play whole
+after the talk. The check runs every ``HELD_POLL_S``, so talk and announcement overlap for at most about that.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +36,7 @@ from speakers.groups import SpeakerGroupError, expand_speakers
 log = logging.getLogger(__name__)
 
 CHIME_GAP_S = 0.3  # silence between the chime and the message, so they are heard as two sounds
+HELD_POLL_S = 0.25  # how often a channel asks whether a live talk holds its speaker
 CLOSE_GRACE_S = 1.0  # close(timeout): the last part of the timeout, after the stop event was set, to wind down
 _SEQUENCE = itertools.count()
 
@@ -59,14 +66,23 @@ def with_chime(message: Pcm, chime: Pcm | None) -> Pcm:
     return Pcm(np.concatenate([chime.samples, gap, message.samples]), message.rate)
 
 
+def never_held(speaker: str) -> bool:
+    """No talk ever holds a speaker (an announcer without Redis)."""
+    del speaker
+    return False
+
+
 class SpeakerChannel:
     """A speaker with its own priority queue and thread: plays jobs one at a time, never overlapping.
 
-    ``on_done`` callbacks run on this channel's thread, never while its lock is held.
+    ``on_done`` callbacks run on this channel's thread, never while its lock is held. ``held(name)``: whether a
+    live talk holds the speaker now (see the module docstring); it must not raise for long (the Redis-backed one
+    answers False when Redis is down, so announcements play).
     """
 
-    def __init__(self, speaker: Speaker) -> None:
+    def __init__(self, speaker: Speaker, held: Callable[[str], bool] = never_held) -> None:
         self.speaker = speaker
+        self._held = held
         self._cond = threading.Condition()
         self._heap: list[tuple[tuple[int, int], PlayJob]] = []
         self._current: PlayJob | None = None
@@ -108,12 +124,16 @@ class SpeakerChannel:
             result = self._play(job, stop)
             with self._cond:
                 self._current = None
+                if result is None:  # a talk took the speaker: back in its old place, to play after the talk
+                    heapq.heappush(self._heap, (job.sort_key(), job))
+                    continue
             try:
                 job.on_done(result)
             except Exception:  # a broken callback must not kill the speaker's queue
                 log.exception("speaker %s: on_done callback failed", self.speaker.name)
 
-    def _play(self, job: PlayJob, stop: threading.Event) -> PlaybackResult:
+    def _play(self, job: PlayJob, stop: threading.Event) -> PlaybackResult | None:
+        """The job's result; None when it goes back into the queue (a talk or a higher priority came first)."""
         name = self.speaker.name
         started = time.time()
         waited = started - job.queued_at
@@ -124,9 +144,18 @@ class SpeakerChannel:
             return PlaybackResult(
                 name, started, started, False, f"dropped: waited {waited:.1f} s, over the {job.deadline_s:g} s deadline"
             )
+        waited_out = self._wait_while_held(job, stop)
+        if waited_out != "free":
+            return None if waited_out == "again" else waited_out
+        started = time.time()
+        taken = threading.Event()  # set when a talk took the speaker during the playback
+        watcher = self._watch_held(stop, taken)
         try:
             self.speaker.play(self._load(job), stop)
         except PlaybackInterrupted as exc:
+            if taken.is_set() and not self._abandoned:
+                log.info("speaker %s: a live talk took the speaker; %s plays after it", name, job.audio.name)
+                return None
             ended = time.time()
             why = "the announcer is shutting down" if self._abandoned else "a higher-priority announcement"
             log.warning("speaker %s: %s (%s)", name, exc, why)
@@ -136,8 +165,50 @@ class SpeakerChannel:
         except (SpeakerError, AnnouncementError, OSError) as exc:
             log.error("speaker %s: %s", name, exc)
             return PlaybackResult(name, started, time.time(), False, str(exc))
+        finally:
+            watcher.set()
         log.info("speaker %s: played %s (%.1f s)", name, job.audio.name, time.time() - started)
         return PlaybackResult(name, started, time.time(), True)
+
+    def _is_held(self) -> bool:
+        try:
+            return self._held(self.speaker.name)
+        except Exception:  # a broken check must not hold announcements back
+            log.exception("speaker %s: the held check failed", self.speaker.name)
+            return False
+
+    def _wait_while_held(self, job: PlayJob, stop: threading.Event) -> PlaybackResult | Literal["free", "again"]:
+        """``free`` once no talk holds the speaker; a result when the job is dropped meanwhile; ``again`` when a
+        higher-priority job came meanwhile (it goes first, and waits for the talk too)."""
+        name = self.speaker.name
+        while self._is_held():
+            now = time.time()
+            if self._abandoned:
+                return PlaybackResult(name, now, now, False, "dropped: the announcer is shutting down")
+            if now - job.queued_at > job.deadline_s:
+                why = f"dropped: waited {now - job.queued_at:.1f} s (a live talk held the speaker), over the " \
+                      f"{job.deadline_s:g} s deadline"  # fmt: skip
+                log.warning("speaker %s: %s", name, why)
+                return PlaybackResult(name, job.queued_at, now, False, why)
+            if stop.wait(HELD_POLL_S) and not self._abandoned:
+                return "again"
+        return "free"
+
+    def _watch_held(self, stop: threading.Event, taken: threading.Event) -> threading.Event:
+        """While the playback runs, stop it as soon as a talk holds the speaker; set the returned event to end."""
+        done = threading.Event()
+        if self._held is never_held:
+            return done
+
+        def watch() -> None:
+            while not done.wait(HELD_POLL_S):
+                if self._is_held():
+                    taken.set()
+                    stop.set()
+                    return
+
+        threading.Thread(target=watch, name=f"held-{self.speaker.name}", daemon=True).start()
+        return done
 
     def _load(self, job: PlayJob) -> Pcm:
         rate = self.speaker.sample_rate  # speakers apply their own gain
@@ -192,11 +263,13 @@ class Announcer:
         deadline_s: float = 60.0,
         groups: Mapping[str, Sequence[str]] | None = None,
         chime: Path | None = None,
+        held: Callable[[str], bool] = never_held,
     ) -> None:
+        """``held``: whether a live talk holds a speaker now (see the module docstring)."""
         self.deadline_s = deadline_s
         self.groups: Mapping[str, Sequence[str]] = groups or {}
         self.chime = chime
-        self.channels = {name: SpeakerChannel(create_speaker(name, cfg)) for name, cfg in configs.items()}
+        self.channels = {name: SpeakerChannel(create_speaker(name, cfg), held) for name, cfg in configs.items()}
 
     def announce(
         self,

@@ -28,6 +28,7 @@ from monitor.config.broadcasts import BroadcastConfig
 from monitor.config.cluster import ClusterConfig
 from monitor.config.notify import NotifierConfig
 from monitor.config.retention import RetentionConfig
+from monitor.config.talk import TalkConfig
 from monitor.config.web import WebConfig
 from monitor.ingest.sampler import SamplingMode
 from monitor.rules.models import RuleConfig, ZoneFilterConfig
@@ -223,3 +224,4 @@ class Config(_Model):
     broadcasts: dict[str, BroadcastConfig] = Field(
         default_factory=dict, description="Scheduled announcements (daily notices) on speakers, by name."
     )
+    talk: TalkConfig = Field(default_factory=TalkConfig, description="Live talk-down from the web page.")

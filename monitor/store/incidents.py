@@ -7,7 +7,7 @@ Key layout (all names here, nowhere else):
   vm:speaker-announced:<n>  HASH the speaker's last announcement: at, ts, ok, error, incident, camera
   vm:speaker-tested:<n>     HASH the speaker's last test from the web page: at, ts, ok, error, user
   vm:speaker-audit   LIST of speaker tests (JSON, newest first, capped)
-  vm:speaker-testing:<n>    lock held while the web page tests the speaker (expires)
+  vm:speaker-busy:<n>       lease held while the web page tests or talks through the speaker (expires; store/talks.py)
   vm:cameras         SET of camera names (a camera without a status hash has no engine reporting it)
   vm:open:<camera>   SET of the camera's open incident ids (what a node taking the camera over carries on)
 Updates are optimistic transactions (WATCH/MULTI), so several engines can share one Redis. With ``cluster:`` a
@@ -56,8 +56,8 @@ def speaker_announced_key(speaker: str) -> str:
 
 
 def speaker_lock_key(speaker: str) -> str:
-    """Redis key held while the web page tests a speaker (tests of one speaker never overlap)."""
-    return f"{PREFIX}:speaker-testing:{speaker}"
+    """Redis key of the speaker-busy lease: a test or a live talk holds it; engine announcements wait for it."""
+    return f"{PREFIX}:speaker-busy:{speaker}"
 
 
 def speaker_tested_key(speaker: str) -> str:

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.config import LoadedConfig
 from monitor.config.watch import ConfigWatcher
 from monitor.config.web import WebConfig
-from monitor.web import account, api, broadcasts_api, live, pages, review_api, speaker_api
+from monitor.web import account, api, broadcasts_api, live, pages, review_api, speaker_api, talk_api
 from monitor.web.auth import Auth, optional_session, viewer
 from monitor.web.exports import ExportJobs
 from monitor.web.metrics import EngineMetrics, MetricsExporter
@@ -140,6 +140,7 @@ def create_app(
     app.include_router(speaker_api.router)
     app.include_router(broadcasts_api.router)
     app.include_router(live.router)
+    app.include_router(talk_api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)

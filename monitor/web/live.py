@@ -23,9 +23,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlsplit
 
-import redis
 from fastapi import APIRouter, Path, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
@@ -34,25 +32,25 @@ from monitor.config.watch import ConfigWatcher
 from monitor.ingest.live_feed import FeedHub, Fragment
 from monitor.ingest.remux import StreamInfo
 from monitor.runtime.camera import make_source
-from monitor.web.auth import COOKIE, Auth
+from monitor.web.auth import Auth
+from monitor.web.ws_session import (
+    FORBIDDEN,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    cookie_token,
+    same_origin,
+    session_alive,
+    watch_session,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["monitor"])
 
-RECHECK_S = 5.0  # a logged-out or expired session loses its stream within this long
-TICK_S = 0.5  # how often the watcher looks at server shutdown
 MAX_QUEUED_BYTES = 8 * 1024 * 1024  # per viewer: beyond this it skips to the next keyframe
 HEADER = struct.Struct(">dd")  # wall-clock arrival, presentation time
-UNAUTHORIZED, FORBIDDEN, NOT_FOUND, GOING_AWAY, UNAVAILABLE = 4401, 4403, 4404, 1001, 1011
 
 _hub_lock = threading.Lock()
-
-
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """True when the page that opened the socket was served by this host (scheme-less compare of host:port)."""
-    if not origin or not host:
-        return False
-    return urlsplit(origin).netloc.lower() == host.lower()
 
 
 def init_message(info: StreamInfo) -> str:
@@ -156,29 +154,6 @@ def _config(websocket: WebSocket) -> LoadedConfig | None:
     return watcher.current
 
 
-async def _session_alive(auth: Auth, token: str) -> bool | None:
-    """Whether the cookie still names a live session; None when Redis cannot say."""
-    try:
-        return await asyncio.to_thread(auth.session, token) is not None
-    except redis.RedisError:
-        return None
-
-
-async def _watch(websocket: WebSocket, auth: Auth, token: str) -> tuple[int, str]:
-    """Return (close code, reason) once the session ends or the server stops."""
-    stopping: threading.Event = websocket.app.state.stopping
-    waited = 0.0
-    while True:
-        await asyncio.sleep(TICK_S)
-        if stopping.is_set():
-            return GOING_AWAY, "server stopping"
-        waited += TICK_S
-        if waited >= RECHECK_S:
-            waited = 0.0
-            if await _session_alive(auth, token) is False:
-                return UNAUTHORIZED, "session ended"
-
-
 async def _send(websocket: WebSocket, viewer: SocketViewer) -> tuple[int, str]:
     while True:
         message = await viewer.next()
@@ -204,8 +179,8 @@ async def live_video(websocket: WebSocket, name: Annotated[str, Path(min_length=
         await websocket.close(code=FORBIDDEN)  # before accepting: the handshake fails with HTTP 403
         return
     auth: Auth = websocket.app.state.auth
-    token = websocket.cookies.get(COOKIE, "")
-    alive = await _session_alive(auth, token) if token else False
+    token = cookie_token(websocket)
+    alive = await session_alive(auth, token) if token else False
     await websocket.accept()
     if not alive:
         await websocket.close(code=UNAUTHORIZED if alive is False else UNAVAILABLE, reason="login required")
@@ -218,7 +193,7 @@ async def live_video(websocket: WebSocket, name: Annotated[str, Path(min_length=
     viewer = SocketViewer(asyncio.get_running_loop())
     hub = _hub(websocket)
     feed = await asyncio.to_thread(hub.join, name, make_source(config, cam, cam.record_url), viewer)
-    tasks = [asyncio.create_task(t) for t in (_send(websocket, viewer), _watch(websocket, auth, token),
+    tasks = [asyncio.create_task(t) for t in (_send(websocket, viewer), watch_session(websocket, auth, token),
                                               _receive(websocket))]  # fmt: skip
     code, reason = 1000, ""
     try:

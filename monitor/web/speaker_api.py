@@ -178,7 +178,7 @@ def run_speaker_test(request: Request, name: SpeakerName, user: Operator) -> Spe
     client = _redis(request)
     lock = client.lock(speaker_lock_key(name), timeout=TEST_DEADLINE_S + LOCK_MARGIN_S, blocking=False)
     if not lock.acquire():
-        raise HTTPException(409, "a test is already playing on this speaker")
+        raise HTTPException(409, "the speaker is already in use (a test or a live talk)")
     try:
         started = time.time()
         problem = play_beeps(name, speakers[name])
