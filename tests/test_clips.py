@@ -8,26 +8,8 @@ import av
 import pytest
 
 from monitor.ingest.clips import write_clip
-from monitor.ingest.prebuffer import BufferedPacket
+from tests.support.clips import packets
 from tests.support.filesystems import fill, small_tmpfs
-
-Packets = tuple[av.video.stream.VideoStream, list[BufferedPacket], av.container.InputContainer]
-
-
-def packets(video: Path, seconds: float) -> Packets:
-    """The first ``seconds`` of ``video`` as buffered packets (the container stays open: packets refer to it)."""
-    container = av.open(str(video))
-    stream = container.streams.video[0]
-    assert stream.time_base is not None
-    out = []
-    for packet in container.demux(stream):
-        if packet.dts is None or packet.pts is None:
-            continue
-        ts = float(packet.pts * stream.time_base)
-        if ts > seconds:
-            break
-        out.append(BufferedPacket(ts, packet.pts, packet.dts, packet.duration or 0, packet.is_keyframe, packet))
-    return stream, out, container
 
 
 def test_a_clip_is_remuxed_without_reencoding(tmp_path: Path, square_mp4: Path) -> None:

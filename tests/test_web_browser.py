@@ -48,6 +48,7 @@ def test_operator_reviews_and_acknowledges_viewer_cannot(site: Site, browser: An
     page.wait_for_url(f"{site.url}/incidents/{incident}")
     expect(page.locator("#inc-status")).to_have_attribute("data-status", "open")
     until(page, "document.getElementById('snapshot').naturalWidth > 0")
+    until(page, "document.getElementById('clip').getAttribute('src') !== null")  # once it knows what plays here
     page.evaluate("document.getElementById('clip').play()")
     until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
     assert page.evaluate("document.getElementById('clip').videoWidth") == 768
@@ -246,6 +247,7 @@ def test_incident_made_by_the_engine_is_reviewed_acknowledged_and_exported(
         expect(row).to_contain_text("plaza")
         row.locator("a.open-link").click()
         page.wait_for_url(re.compile(r".*/incidents/[0-9a-f-]+$"))
+        until(page, "document.getElementById('clip').getAttribute('src') !== null")  # once it knows what plays here
         page.evaluate("document.getElementById('clip').play()")
         until(page, "document.getElementById('clip').currentTime > 1.0", timeout=15)
         assert page.evaluate("document.getElementById('clip').videoWidth") == 768

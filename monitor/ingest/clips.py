@@ -1,4 +1,9 @@
-"""Incident clips: remux buffered packets into an MP4 (no re-encoding, plays in browsers)."""
+"""Incident clips: remux buffered packets into an MP4 (no re-encoding).
+
+H.264 clips play in every browser. HEVC clips are tagged ``hvc1`` (parameter sets in the sample description), the
+tag Safari and Chromium's hardware HEVC path accept; browsers without HEVC get a transcoded copy
+(``monitor.ingest.transcode``).
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,10 @@ def write_clip(path: Path, template: av.video.stream.VideoStream, packets: Seque
     try:
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
             stream = out.add_stream_from_template(template)
+            if template.codec_context.name == "hevc":
+                # The muxer's default, hev1, is refused by browsers; with hvc1 it writes VPS/SPS/PPS into hvcC
+                # (from the extradata, or from the first packet when a camera sends them only in-band).
+                stream.codec_context.codec_tag = "hvc1"
             for item in packets:
                 dts = max(item.dts - base, last_dts + 1)  # muxers need strictly increasing dts
                 pkt = av.Packet(bytes(item.packet))

@@ -8,6 +8,7 @@ record is the center's log and stays. An expired incident gets ``media_expired: 
 Only paths taken from incident records are ever deleted: the record is updated first and the file removed
 after, so the web page never links to a file that is gone; files whose deletion failed are retried on the
 next pass from ``details.expired_media``. Open incidents are skipped: their clip may still be being written.
+A clip's browser-playable copy (``clips/<id>.h264.mp4``, or its ``.part`` while being made) goes with the clip.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import redis
 
 from monitor.config.retention import RetentionConfig
 from monitor.incident import iso
+from monitor.ingest.transcode import copy_path, partial_path
 from monitor.store.incidents import IncidentStore
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ class MediaRecord:
 
     incident_id: str
     opened_ts: float
-    size_bytes: int  # clip + snapshot bytes on disk now
+    size_bytes: int  # clip (with its playable copy) + snapshot bytes on disk now
     open: bool = False  # still open: never expired
 
 
@@ -82,12 +84,20 @@ def _file_size(path: str | None) -> int:
     return st.st_size if os.path.isfile(path) else 0
 
 
+def _files(name: str, path: str) -> list[str]:
+    """The files a media field stands for: a clip with its playable copy (made later, beside it)."""
+    if name != "clip":
+        return [path]
+    copy = copy_path(Path(path))
+    return [path, str(copy), str(partial_path(copy))]
+
+
 def media_records(incidents: Iterable[Mapping[str, Any]]) -> Iterator[MediaRecord]:
     """Planning input for the incidents that still have a clip or snapshot."""
     for rec in incidents:
-        paths = [rec.get(f) for f in MEDIA_FIELDS]
-        if any(paths):
-            size = sum(_file_size(p) for p in paths)
+        paths = {f: rec.get(f) for f in MEDIA_FIELDS}
+        if any(paths.values()):
+            size = sum(_file_size(file) for f, p in paths.items() if p for file in _files(f, p))
             yield MediaRecord(rec["id"], float(rec["opened_ts"]), size, rec.get("closed_ts") is None)
 
 
@@ -127,7 +137,7 @@ def _delete(path_text: str, media_root: Path | None, report: RetentionReport) ->
 def _leftovers(rec: Mapping[str, Any]) -> list[str]:
     """Former media paths of an expired incident that may still need deleting."""
     moved = rec.get("details", {}).get("expired_media", {})
-    return [moved[name] for name in MEDIA_FIELDS if moved.get(name)]
+    return [file for name in MEDIA_FIELDS if moved.get(name) for file in _files(name, moved[name])]
 
 
 def apply_retention(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, cast
 import redis
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from monitor.config import ConfigError, ConfigProblem, LoadedConfig
@@ -23,11 +23,13 @@ from monitor.config.edit import ZoneEditError, set_zone, zone_snippet
 from monitor.config.models import NAME_MAX, name_problem
 from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
+from monitor.ingest import transcode
 from monitor.store.incidents import IncidentStore, camera_key
 from monitor.web import views
 from monitor.web.auth import User, admin_write, operator_write, viewer
 from monitor.web.events import event_stream
 from monitor.web.exports import ExportJobs
+from monitor.web.playable import PlayableCopies, PlayableStatus
 
 log = logging.getLogger(__name__)
 
@@ -219,21 +221,97 @@ def get_incident(request: Request, incident_id: IncidentId, _: Viewer) -> views.
     return views.detail(_incident(request, incident_id))
 
 
+def _record_media(request: Request, incident: Incident, key: Literal["clip", "snapshot"]) -> Path:
+    """One of the incident's files, found through its record (never a path from the request)."""
+    if incident.extra.get("media_expired"):
+        raise HTTPException(404, "file no longer available (expired or deleted)")
+    return _media_file(request, incident.clip if key == "clip" else incident.snapshot)
+
+
+def _media_response(path: Path, media_type: str) -> FileResponse:
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+
+
 def _incident_media(
     request: Request, incident_id: str, key: Literal["clip", "snapshot"], media_type: str
 ) -> FileResponse:
-    """One of the incident's files, found through its record (never a path from the request)."""
-    incident = _incident(request, incident_id)
-    if incident.extra.get("media_expired"):
-        raise HTTPException(404, "file no longer available (expired or deleted)")
-    path = _media_file(request, incident.clip if key == "clip" else incident.snapshot)
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+    return _media_response(_record_media(request, _incident(request, incident_id), key), media_type)
 
 
 @router.get("/incidents/{incident_id}/clip", responses=ERRORS, response_class=FileResponse)
 def incident_clip(request: Request, incident_id: IncidentId, _: Viewer) -> FileResponse:
-    """The incident's MP4 clip; supports HTTP range requests (seeking in the browser)."""
+    """The incident's original MP4 clip as the camera encoded it (H.264, or HEVC tagged ``hvc1``: see
+    ``/playable``); supports HTTP range requests (seeking in the browser)."""
     return _incident_media(request, incident_id, "clip", "video/mp4")
+
+
+class PlayableInfo(BaseModel):
+    """What a browser can play of the incident's clip. HEVC clips get an H.264 copy, made once in the background
+    (started when the clip is cut, or on the first view that needs it); the original stays for download."""
+
+    playable_state: Literal["not_needed", "missing", "pending", "ready", "failed"] = Field(
+        description="not_needed: the original plays everywhere; missing: no copy yet; pending: being made; "
+        "ready; failed (see error)."
+    )
+    codec: str | None = Field(None, description="Video codec of the original clip (h264, hevc...).")
+    percent: int | None = Field(None, description="Progress while pending (frames done / total).")
+    error: str | None = None
+    url: str | None = Field(None, description="What to play: the original when not_needed, the copy when ready.")
+    original_url: str = Field(description="The original clip, for browsers that play it and for download.")
+
+
+def _playables(request: Request) -> PlayableCopies:
+    copies = getattr(request.app.state, "playable", None)
+    if copies is None:
+        raise HTTPException(404, "playable copies need the server's config")
+    return cast(PlayableCopies, copies)
+
+
+def _playable_info(incident_id: str, status: PlayableStatus) -> PlayableInfo:
+    base = f"/api/incidents/{incident_id}/clip"
+    url = {"not_needed": base, "ready": f"{base}/playable"}.get(status.state)
+    error = views.shown(status.error) if status.error else None
+    return PlayableInfo(
+        playable_state=status.state, codec=status.codec, percent=status.percent, error=error, url=url, original_url=base
+    )
+
+
+@router.get("/incidents/{incident_id}/playable", responses=ERRORS)
+def playable_status(
+    request: Request,
+    incident_id: IncidentId,
+    _: Viewer,
+    prepare: Annotated[bool, Query(description="Start making the copy if it is missing.")] = False,
+) -> PlayableInfo:
+    """Whether the clip plays as is, or where its browser-playable (H.264) copy stands."""
+    incident = _incident(request, incident_id)
+    clip = _record_media(request, incident, "clip")
+    copies = _playables(request)
+    return _playable_info(incident_id, (copies.prepare if prepare else copies.status)(incident, clip))
+
+
+@router.get(
+    "/incidents/{incident_id}/clip/playable",
+    responses={
+        **ERRORS,
+        202: {"model": PlayableInfo, "description": "The copy is being made: poll, then ask again"},
+        409: {"description": "The copy could not be made (the original is still at .../clip)"},
+    },
+    response_class=FileResponse,
+)
+def incident_clip_playable(request: Request, incident_id: IncidentId, _: Viewer) -> Any:
+    """A clip every browser plays: the original if it is H.264, else its H.264 copy (202 with progress while it
+    is being made, starting it if missing)."""
+    incident = _incident(request, incident_id)
+    clip = _record_media(request, incident, "clip")
+    status = _playables(request).prepare(incident, clip)
+    if status.state == "not_needed":
+        return _media_response(clip, "video/mp4")
+    if status.state == "ready":
+        return _media_response(_media_file(request, str(transcode.copy_path(clip))), "video/mp4")
+    if status.state == "failed":
+        raise HTTPException(409, f"no playable copy: {views.shown(status.error or 'unknown error')}")
+    return JSONResponse(_playable_info(incident_id, status).model_dump(), status_code=202)
 
 
 @router.get("/incidents/{incident_id}/snapshot", responses=ERRORS, response_class=FileResponse)

@@ -20,6 +20,7 @@ from monitor.web import account, api, broadcasts_api, live, pages, review_api, s
 from monitor.web.auth import Auth, optional_session, viewer
 from monitor.web.exports import ExportJobs
 from monitor.web.metrics import EngineMetrics, MetricsExporter
+from monitor.web.playable import PlayableCopies
 
 STATIC = Path(__file__).parent / "static"
 # media-src blob: lets live video play from a MediaSource object URL (monitor/web/static/live.js); connect-src 'self'
@@ -90,6 +91,9 @@ def create_app(
     app.state.exports = ExportJobs(config) if config is not None else None
     app.state.auth = Auth(store_client, secret_key, session_max_s=web.session_max_hours * 3600)
     app.state.stopping = threading.Event()  # set on shutdown: event streams end instead of holding it up
+    app.state.playable = PlayableCopies(store_client, config, app.state.stopping) if config is not None else None
+    if app.state.playable is not None:  # H.265 clips get their browser-playable copy as soon as they are cut
+        app.router.on_startup.append(app.state.playable.follow)
     exporter = MetricsExporter(store_client, config, metrics)
 
     @app.get("/healthz", tags=["ops"], responses={503: {"description": "Redis unreachable"}})

@@ -7,6 +7,10 @@
   const canAct = me.role === "operator" || me.role === "admin";
   const error = document.getElementById("action-error");
   let clipShown = null;
+  // H.265 clips: Chromium plays HEVC only where the platform decodes it in hardware (canPlayType says so); other
+  // browsers get the H.264 copy the server makes once, polled here while it is being made.
+  const playsHevc = document.createElement("video").canPlayType('video/mp4; codecs="hvc1.1.6.L93.B0"') !== "";
+  const clipStatus = document.getElementById("clip-status");
 
   function render(inc) {
     document.title = `${inc.camera} · ${VM.kindName(inc.kind)}`;
@@ -16,12 +20,20 @@
     status.className = `status status-${inc.status}`;
     status.dataset.status = inc.status;
 
-    const video = document.getElementById("clip");
     const noClip = document.getElementById("no-clip");
-    video.hidden = !inc.clip_url;
     noClip.hidden = !!inc.clip_url;
     noClip.textContent = inc.media_expired ? "录像已过期删除 clip expired" : "录像尚未生成 no clip yet";
-    if (inc.clip_url && clipShown !== inc.clip_url) { video.src = inc.clip_url; clipShown = inc.clip_url; }
+    const original = document.getElementById("clip-original");
+    original.hidden = !inc.clip_url;
+    if (!inc.clip_url) {
+      document.getElementById("clip").hidden = clipStatus.hidden = true;
+      clipShown = null;
+    } else if (clipShown !== inc.clip_url) {
+      clipShown = inc.clip_url;
+      original.href = inc.clip_url;
+      original.download = `incident-${id}.mp4`;
+      showClip(inc.clip_url);
+    }
     const snap = document.getElementById("snapshot");
     snap.hidden = !inc.snapshot_url;
     if (inc.snapshot_url && snap.getAttribute("src") !== inc.snapshot_url) snap.src = inc.snapshot_url;
@@ -43,6 +55,34 @@
         el("td", { class: "audit-action", "data-action": a.action }, VM.actionName(a.action)),
         el("td", { class: "note" }, a.note || ""))));
     if (!inc.audit.length) audit.append(el("tr", {}, el("td", { class: "muted", colspan: 4 }, "暂无 none yet")));
+  }
+
+  function play(url) {
+    const video = document.getElementById("clip");
+    clipStatus.hidden = true;
+    video.hidden = false;
+    if (video.getAttribute("src") !== url) video.src = url;
+  }
+
+  async function showClip(clipUrl, prepare = false) {
+    const base = `/api/incidents/${encodeURIComponent(id)}/playable`;
+    let info;
+    try {
+      info = await VM.api(prepare ? `${base}?prepare=true` : base);
+    } catch (e) {
+      if (clipShown === clipUrl) play(clipUrl);  // no config on this server: the original, as before
+      return;
+    }
+    if (clipShown !== clipUrl) return;  // the clip changed (or expired) meanwhile
+    if (info.playable_state === "not_needed" || (info.codec === "hevc" && playsHevc)) return play(info.original_url);
+    if (info.playable_state === "ready") return play(info.url);
+    clipStatus.hidden = false;
+    if (info.playable_state === "failed") {
+      clipStatus.textContent = `无法转码 No playable copy: ${info.error} — 请下载原始录像 download the original`;
+      return;
+    }
+    clipStatus.textContent = `转码中 Preparing a playable copy… ${info.percent || 0}%`;
+    setTimeout(() => showClip(clipUrl, true), prepare ? 1000 : 0);
   }
 
   async function act(action, note) {
