@@ -5,9 +5,12 @@ etcd keys (all names here):
   vm/members/<node>   the same, without a lease: every node that ever joined (status lists the dead ones too)
   vm/owners/<camera>  the owning node's name, under its lease; the key's create revision is the fencing token
 
-Two threads, never the detection loop. The lease thread renews the lease every TTL/3; if it has not renewed for
+Two threads, never the detection loop. The lease thread renews the lease every TTL/6; if it has not renewed for
 2/3 of the TTL (etcd unreachable, or the process was paused) it drops every claim and tells the engine to stop
-those cameras, before etcd can have let another node take them. The claims thread polls membership and claims
+those cameras, before etcd can have let another node take them. TTL/6, not TTL/3: a renewal that finds one member
+cut off and the others electing a leader times out on each in turn (up to 3 x 0.5 s at a 5 s TTL); renewing at
+TTL/3 left no time for a second try before 2/3 of the TTL, so one etcd member's partition dropped every node's
+cameras (tests/test_cluster_partition.py). The claims thread polls membership and claims
 every TTL/6 (bounded to 0.2..1 s): rendezvous over the live nodes says which cameras are this node's; it claims
 them with a create-if-absent transaction under its lease and gives up (stop first, then delete if still its own)
 those that moved to another node. A camera another node still holds is left alone until that claim goes.
@@ -162,7 +165,7 @@ class ClusterNode:
         if now - renewed >= 2 * self.ttl_s / 3:
             self._lose(f"no lease renewal for {now - renewed:.1f} s (etcd unreachable or this process paused)")
             return
-        due = renewed + self.ttl_s / 3
+        due = renewed + self.ttl_s / 6
         if now < due:
             self._stop.wait(due - now)
             return
@@ -171,7 +174,7 @@ class ClusterNode:
             left = etcd.keepalive(lease)
         except EtcdError as exc:
             log.warning("cluster: lease renewal failed: %s", exc)
-            self._stop.wait(self.poll_s / 2)
+            self._stop.wait(min(self.poll_s / 2, max(0.0, renewed + 2 * self.ttl_s / 3 - time.monotonic())))
             return
         if left <= 0:
             self._lose("the lease expired")

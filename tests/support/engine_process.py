@@ -7,6 +7,7 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,15 @@ def gathering_scenario(root: Path, tmp_path: Path, horn_port: int, **top: Any) -
     }
 
 
-def start_engine(cfg: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`monitor run` in a process group of its own (its embedded Redis with it), logging to ``log``."""
+def start_engine(
+    cfg: Path, log: Path, *args: str, wrap: Callable[[list[str]], list[str]] | None = None
+) -> subprocess.Popen[bytes]:
+    """`monitor run` in a process group of its own (its embedded Redis with it), logging to ``log``; ``wrap``
+    starts it elsewhere (e.g. ``Namespace.wrap``: in a network namespace, tests/support/netns.py)."""
+    command = [sys.executable, "-m", "monitor", "run", "-c", str(cfg), *args]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "-c", str(cfg), *args],
+            wrap(command) if wrap else command,
             stdout=subprocess.DEVNULL, stderr=out, env={**os.environ, "COLUMNS": "200"}, start_new_session=True,
         )  # fmt: skip
 

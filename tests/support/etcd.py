@@ -1,6 +1,8 @@
 """A real etcd cluster (Debian's etcd-server) of three members on free loopback ports, one test long.
 
-Members can be killed (SIGKILL) and started again on the same ports and data directories, as in production.
+Members can be killed (SIGKILL) and started again on the same ports and data directories, as in production. A member
+may also live at another address, listen for clients on more, or run inside a network namespace (``host``,
+``also``, ``wrap``; tests/support/netns.py), set before the cluster starts.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,26 +30,38 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"  # where clients and the other members reach it
+    also: tuple[str, ...] = ()  # more addresses its client port listens on (e.g. for clients in a namespace)
+    wrap: Callable[[list[str]], list[str]] | None = None  # how to start it elsewhere (e.g. ``Namespace.wrap``)
 
     @property
     def client_url(self) -> str:
         """Where clients reach it."""
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
         """Where the other members reach it."""
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
+
+    def client_url_at(self, host: str) -> str:
+        """Its client URL at another address it listens on (one of ``also``)."""
+        return f"http://{host}:{self.client_port}"
 
 
 class EtcdCluster:
     """Three members started with a static ``--initial-cluster``."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = 3, pre_vote: bool = False) -> None:
         self.exe = shutil.which("etcd") or pytest.skip("apt-get install etcd-server")
         self.root = root
+        self.pre_vote = pre_vote  # etcd 3.4's default is off; 3.5+ has it on
         self.members = [EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}") for i in range(size)]
-        self.initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def initial(self) -> str:
+        """``--initial-cluster``: every member's name and peer URL."""
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     @property
     def endpoints(self) -> list[str]:
@@ -56,15 +70,17 @@ class EtcdCluster:
 
     def start(self, member: EtcdMember) -> None:
         """Start (or restart) one member; it rejoins with its data directory."""
+        listen = ",".join([member.client_url, *map(member.client_url_at, member.also)])
         args = [
             self.exe, "--name", member.name, "--data-dir", str(member.data_dir),
-            "--listen-client-urls", member.client_url, "--advertise-client-urls", member.client_url,
+            "--listen-client-urls", listen, "--advertise-client-urls", member.client_url,
             "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
             "--initial-cluster", self.initial, "--initial-cluster-state", "new",
             "--initial-cluster-token", "vm-test", "--heartbeat-interval", "100", "--election-timeout", "1000",
+            f"--pre-vote={str(self.pre_vote).lower()}",
         ]  # fmt: skip
         with (self.root / f"{member.name}.log").open("ab") as log:
-            member.proc = subprocess.Popen(args, stdout=log, stderr=log)
+            member.proc = subprocess.Popen(member.wrap(args) if member.wrap else args, stdout=log, stderr=log)
 
     def healthy(self, member: EtcdMember) -> bool:
         """The member answers and has a leader."""

@@ -59,12 +59,16 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 
 class RedisProcess:
-    """A redis-server on a fixed loopback port that a test can SIGKILL, SIGSTOP/SIGCONT and start again."""
+    """A redis-server on a fixed loopback port that a test can SIGKILL, SIGSTOP/SIGCONT and start again.
 
-    def __init__(self, directory: Path) -> None:
+    ``also``: more addresses it listens on (e.g. for engines in a network namespace, tests/support/netns.py).
+    """
+
+    def __init__(self, directory: Path, also: tuple[str, ...] = ()) -> None:
         self.exe = shutil.which("redis-server") or pytest.skip("apt-get install redis-server")
         self.dir = directory
         self.port = free_port()
+        self.also = also
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,10 +76,17 @@ class RedisProcess:
         """redis:// URL of the server (the same across restarts)."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def url_at(self, host: str) -> str:
+        """redis:// URL of the server at another address it listens on (one of ``also``)."""
+        return f"redis://{host}:{self.port}/0"
+
     def start(self) -> None:
         """Start (or restart) the server; appendonly so a restart after a kill keeps what it had acknowledged."""
-        args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-                "--appendonly", "yes", "--appendfsync", "always", "--logfile", str(self.dir / "redis.log")]  # fmt: skip
+        args = [self.exe, "--port", str(self.port), "--bind", " ".join(("127.0.0.1", *self.also)), "--dir",
+                str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--logfile",
+                str(self.dir / "redis.log")]  # fmt: skip
+        if self.also:  # protected mode refuses every client but loopback ones while no password is set
+            args += ["--protected-mode", "no"]
         self.proc = subprocess.Popen(args)
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 10
