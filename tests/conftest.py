@@ -12,6 +12,7 @@ from detectors import Detector, DetectorConfig, create_detector
 
 pytest_plugins = [
     "tests.support.browser",
+    "tests.support.cluster",
     "tests.support.pulse",
     "tests.support.rtsp",
     "tests.support.redis_server",

@@ -7,7 +7,6 @@ processes with looping file cameras and a real redis-server.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from monitor.cluster.status import read_status
 from monitor.config import ConfigError, load_config
 from monitor.config.cluster import ClusterConfig
 from monitor.store import fencing
-from tests.support.engine_process import start_engine
+from tests.support.cluster import EngineNode, claims, running_token
 from tests.support.etcd import EtcdCluster
 from tests.support.etcd import etcd_cluster as etcd_cluster  # the fixture
 from tests.support.processes import stop
@@ -162,42 +161,10 @@ def test_a_node_cut_off_from_etcd_stops_its_cameras_before_its_lease_ends(
 
 
 # -- real engine processes ---------------------------------------------------------------------------------------
-@dataclass
-class Node:
-    """One ``monitor run --node NAME`` process (its own data directory: on one test machine, not one disk)."""
-
-    name: str
-    config: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = start_engine(self.config, self.log, "--no-web", "--node", self.name)
-
-    def signal_group(self, sig: int) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, sig)
-
-
-def claims(endpoints: list[str]) -> dict[str, tuple[str, int]]:
-    """Camera -> (owner, fencing token), as etcd has it."""
-    etcd = Etcd(endpoints)
-    try:
-        return {kv.key.removeprefix(OWNERS): (kv.value.decode(), kv.create_revision) for kv in etcd.prefix(OWNERS)}
-    finally:
-        etcd.close()
-
-
-def running(client: redis.Redis, camera: str) -> int:
-    """The fencing token on the camera's live status (0: none): who really runs it, as the store shows."""
-    fence, updated = client.hmget(f"vm:camera:{camera}", "fence", "updated_ts")
-    return int(fence) if fence and updated and time.time() - float(updated) < 3 else 0
-
-
 def all_running(client: redis.Redis, endpoints: list[str], nodes: set[str]) -> bool:
     """Every camera is claimed by one of ``nodes`` and publishes its status under that claim's token."""
     owned = claims(endpoints)
-    return all(c in owned and owned[c][0] in nodes and running(client, c) == owned[c][1] for c in CAMERAS)
+    return all(c in owned and owned[c][0] in nodes and running_token(client, c) == owned[c][1] for c in CAMERAS)
 
 
 @pytest.mark.slow
@@ -218,7 +185,7 @@ def test_three_engine_processes_share_the_cameras_and_take_over(
         }
         path = tmp_path / f"streams-{name}.yaml"
         path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        nodes[name] = Node(name, path, tmp_path / f"{name}.log")
+        nodes[name] = EngineNode(name, path, tmp_path / f"{name}.log")
         nodes[name].start()
     try:
         wait_until(lambda: all_running(client, endpoints, set(nodes)), 120, "every camera runs on one node")
@@ -257,7 +224,7 @@ def test_three_engine_processes_share_the_cameras_and_take_over(
         while time.monotonic() < end:  # the woken node's threads run on their old tokens: nothing of it lands
             for camera, old in paused.items():
                 assert int(client.get(fencing.fence_key(camera)) or 0) >= taken[camera] > old
-                assert running(client, camera) != old, f"{camera}: status written under the stale token"
+                assert running_token(client, camera) != old, f"{camera}: status written under the stale token"
             time.sleep(0.05)
         refused = fencing.rejected(client)
         late = sum(refused.get(c, 0) - refused_before.get(c, 0) for c in paused)

@@ -8,11 +8,9 @@ three real ``monitor run --node`` processes with looping file cameras.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,45 +19,15 @@ import redis
 import yaml
 
 from monitor.store import fencing
-from tests.support.engine_process import start_engine
+from tests.support.cluster import EngineNode, claims, running_token
 from tests.support.etcd import EtcdCluster
 from tests.support.netns import Namespace
 from tests.support.netns import netns as netns  # the fixture
-from tests.support.processes import stop
 from tests.support.redis_server import RedisProcess
 from tests.support.waiting import wait_until
 from tests.test_cluster import CAMERAS, TTL_S, Seat, seat, settled
-from tests.test_cluster_takeover import claims, running_token
 
 pytestmark = pytest.mark.slow
-
-STARTED_OR_STOPPED = re.compile(r"cluster: camera (\S+) (runs on|stopped here|stops here)")
-
-
-@dataclass
-class Node:
-    """One ``monitor run --node NAME`` process; ``wrap`` runs it inside a namespace."""
-
-    name: str
-    config: Path
-    log: Path
-    wrap: Callable[[list[str]], list[str]] | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = start_engine(self.config, self.log, "--no-web", "--node", self.name, wrap=self.wrap)
-
-    def text(self, since: int = 0) -> str:
-        """Its log from byte ``since`` on."""
-        return self.log.read_bytes()[since:].decode(errors="replace")
-
-    def running(self) -> set[str]:
-        """The cameras its log says it runs now: started ("runs on node"), not stopped since."""
-        cameras: set[str] = set()
-        for camera, what in STARTED_OR_STOPPED.findall(self.text()):
-            (cameras.add if what == "runs on" else cameras.discard)(camera)
-        return cameras
-
 
 def served(client: redis.Redis, endpoints: list[str], nodes: set[str], newer: dict[str, int] | None = None) -> bool:
     """Every camera is claimed by one of ``nodes`` (those in ``newer`` under a claim newer than the token given) and
@@ -105,21 +73,11 @@ def redis_reachable(netns: Namespace, tmp_path: Path) -> Iterator[RedisProcess]:
     server.close()
 
 
-@pytest.fixture
-def nodes() -> Iterator[dict[str, Node]]:
-    """The test's engine processes (filled in by the test); stopped at the end, before the namespace goes."""
-    started: dict[str, Node] = {}
-    yield started
-    for node in started.values():
-        if node.proc is not None:
-            stop(node.proc, timeout=15)
-
-
 def test_a_partitioned_node_stops_its_cameras_and_its_late_writes_are_refused(
     netns: Namespace,
     etcd_reachable: EtcdCluster,
     redis_reachable: RedisProcess,
-    nodes: dict[str, Node],
+    engine_nodes: dict[str, EngineNode],
     square_mp4: Path,
     tmp_path: Path,
 ) -> None:
@@ -130,6 +88,7 @@ def test_a_partitioned_node_stops_its_cameras_and_its_late_writes_are_refused(
     c had sent to Redis before it knew it was cut off arrives late under its old tokens and is refused by the
     fence (``vm:fenced``); the store keeps the new owners' status. Then c rejoins and gets back exactly the
     cameras rendezvous gives it: nothing else moves, and every camera runs on one node."""
+    nodes = engine_nodes
     endpoints = etcd_reachable.endpoints
     client = redis_reachable.client()
     for name in ("a", "b", "c"):
@@ -147,7 +106,7 @@ def test_a_partitioned_node_stops_its_cameras_and_its_late_writes_are_refused(
         }
         path = tmp_path / f"streams-{name}.yaml"
         path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        nodes[name] = Node(name, path, tmp_path / f"{name}.log", netns.wrap if far else None)
+        nodes[name] = EngineNode(name, path, tmp_path / f"{name}.log", netns.wrap if far else None)
         nodes[name].start()
     a, b, c = nodes["a"], nodes["b"], nodes["c"]
 

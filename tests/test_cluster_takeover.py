@@ -7,12 +7,7 @@ as on a shared mount); a node is killed with SIGKILL on its whole process group,
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,11 +16,10 @@ import pytest
 import redis
 import yaml
 
-from monitor.cluster.etcd import Etcd
-from monitor.cluster.node import OWNERS
 from monitor.store.incidents import EVENTS, IncidentStore, open_key
 from monitor.web.views import camera_statuses
-from tests.support.engine_process import gathering_scenario, start_engine
+from tests.support.cluster import EngineNode, claims, running_token
+from tests.support.engine_process import gathering_scenario
 from tests.support.etcd import EtcdCluster
 from tests.support.etcd import etcd_cluster as etcd_cluster  # the fixture
 from tests.support.media import CROWD, LOWER_ZONE, QUIET, cut_scenario
@@ -37,53 +31,6 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 TTL_S = 5  # 3 was too short: an etcd leader election (1-2 s here, more under load) made a node drop its cameras
-
-
-@dataclass
-class Node:
-    """One ``monitor run --node NAME`` process on the shared streams.yaml."""
-
-    name: str
-    config: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = start_engine(self.config, self.log, "--no-web", "--node", self.name)
-
-    def kill(self) -> None:
-        """SIGKILL the engine and everything it started; wait until it is gone."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-@pytest.fixture
-def nodes() -> Iterator[dict[str, Node]]:
-    """The test's nodes (filled in by the test); all stopped at the end."""
-    started: dict[str, Node] = {}
-    yield started
-    for node in started.values():
-        if node.proc is not None:
-            stop(node.proc, timeout=15)
-
-
-def claims(endpoints: list[str]) -> dict[str, tuple[str, int]]:
-    """Camera -> (owner, fencing token), as etcd has it."""
-    etcd = Etcd(endpoints)
-    try:
-        return {kv.key.removeprefix(OWNERS): (kv.value.decode(), kv.create_revision) for kv in etcd.prefix(OWNERS)}
-    finally:
-        etcd.close()
-
-
-def running_token(client: redis.Redis, camera: str) -> int:
-    """The fencing token on the camera's fresh live status (0: none): who really runs it, as the store shows."""
-    fence, updated = client.hmget(f"vm:camera:{camera}", "fence", "updated_ts")
-    return int(fence) if fence and updated and time.time() - float(updated) < 3 else 0
 
 
 def runs_on(client: redis.Redis, endpoints: list[str], camera: str, nodes: set[str]) -> str | None:
@@ -120,7 +67,7 @@ def overlapping(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def test_a_killed_owners_open_incident_is_carried_on_by_the_new_owner_and_not_announced_again(
     etcd_cluster: EtcdCluster,
     redis_process: RedisProcess,
-    nodes: dict[str, Node],
+    engine_nodes: dict[str, EngineNode],
     root: Path,
     square_mp4: Path,
     tmp_path: Path,
@@ -129,6 +76,7 @@ def test_a_killed_owners_open_incident_is_carried_on_by_the_new_owner_and_not_an
     during the crowd. The new owner reads the open incident from Redis and carries it on: it sees the crowd again
     (its file camera starts over), yet there is still one incident with one announcement, which then closes
     normally once the place has been quiet for ``clear_s``."""
+    nodes = engine_nodes
     horn = RtpListener()
     endpoints = etcd_cluster.endpoints
     client = redis_process.client()
@@ -143,7 +91,7 @@ def test_a_killed_owners_open_incident_is_carried_on_by_the_new_owner_and_not_an
     path = tmp_path / "streams.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     for name in ("a", "b"):
-        nodes[name] = Node(name, path, tmp_path / f"{name}.log")
+        nodes[name] = EngineNode(name, path, tmp_path / f"{name}.log")
         nodes[name].start()
     try:
         wait_until(lambda: runs_on(client, endpoints, "plaza", set(nodes)) is not None, 90, "plaza runs on a node")
@@ -203,7 +151,7 @@ def test_no_duplicate_incident_across_repeated_kills_of_an_owner(
     kills: int,
     etcd_cluster: EtcdCluster,
     redis_url: str,
-    nodes: dict[str, Node],
+    engine_nodes: dict[str, EngineNode],
     square_mp4: Path,
     tmp_path: Path,
 ) -> None:
@@ -217,6 +165,7 @@ def test_no_duplicate_incident_across_repeated_kills_of_an_owner(
     opened exactly once and closed at most once in the store's event stream, and each camera still has its one
     incident.
     """
+    nodes = engine_nodes
     client = redis.Redis.from_url(redis_url)
     store = IncidentStore(client)
     endpoints = etcd_cluster.endpoints
@@ -239,7 +188,7 @@ def test_no_duplicate_incident_across_repeated_kills_of_an_owner(
     path = tmp_path / "streams.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     for name in ("a", "b", "c"):
-        nodes[name] = Node(name, path, tmp_path / f"{name}.log")
+        nodes[name] = EngineNode(name, path, tmp_path / f"{name}.log")
         nodes[name].start()
 
     def all_running(alive: set[str], moved: dict[str, int] | None = None) -> bool:

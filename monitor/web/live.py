@@ -39,6 +39,7 @@ from monitor.web.ws_session import (
     UNAUTHORIZED,
     UNAVAILABLE,
     cookie_token,
+    first_to_end,
     same_origin,
     session_alive,
     watch_session,
@@ -193,18 +194,10 @@ async def live_video(websocket: WebSocket, name: Annotated[str, Path(min_length=
     viewer = SocketViewer(asyncio.get_running_loop())
     hub = _hub(websocket)
     feed = await asyncio.to_thread(hub.join, name, make_source(config, cam, cam.record_url), viewer)
-    tasks = [asyncio.create_task(t) for t in (_send(websocket, viewer), watch_session(websocket, auth, token),
-                                              _receive(websocket))]  # fmt: skip
-    code, reason = 1000, ""
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finished = next(iter(done))
-        if finished.exception() is None:
-            code, reason = finished.result()
+        code, reason = await first_to_end(_send(websocket, viewer), watch_session(websocket, auth, token),
+                                          _receive(websocket))  # fmt: skip
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         hub.leave(feed, viewer)
         if viewer.skipped:
             log.info("live %s: a slow viewer skipped %d frames", name, viewer.skipped)

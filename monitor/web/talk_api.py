@@ -48,6 +48,7 @@ from monitor.web.ws_session import (
     UNAVAILABLE,
     cookie_token,
     current_session,
+    first_to_end,
     same_origin,
     watch_session,
 )
@@ -312,17 +313,9 @@ async def _run(websocket: WebSocket, auth: Auth, token: str, the_talk: Talk, max
         else:
             await websocket.send_text(json.dumps({"type": "started", "id": the_talk.id, "speakers": speakers,
                                                   "busy": the_talk.busy}, ensure_ascii=False))  # fmt: skip
-            tasks = [asyncio.create_task(_receive(websocket, the_talk, max_s)),
-                     asyncio.create_task(watch_session(websocket, auth, token, "operator"))]  # fmt: skip
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                finished = next(iter(done))
-                if finished.exception() is None:
-                    code, reason = finished.result()
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            code, reason = await first_to_end(
+                _receive(websocket, the_talk, max_s), watch_session(websocket, auth, token, "operator")
+            )
     finally:
         record = await asyncio.to_thread(the_talk.finish)  # also when the page vanished: speakers freed, recorded
     if websocket.application_state == WebSocketState.CONNECTED:

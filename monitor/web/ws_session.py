@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -67,3 +69,17 @@ async def watch_session(websocket: WebSocket, auth: Auth, token: str, role: str 
                 return UNAUTHORIZED, "session ended"
             if not session.user.can(role):
                 return FORBIDDEN, f"needs the {role} role"
+
+
+async def first_to_end(*jobs: Coroutine[Any, Any, tuple[int, str]]) -> tuple[int, str]:
+    """Run the socket's jobs (send, receive, watch the session) until one ends; its (close code, reason), or a
+    normal close if it failed. The others are cancelled and awaited, so nothing outlives the socket."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finished = next(iter(done))
+        return (1000, "") if finished.exception() is not None else finished.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
