@@ -115,6 +115,7 @@ class Engine:
         self.data_dir = node_data_dir(loaded.data_dir, self.node) if clustered else loaded.data_dir
         self.clock: Clock = clock or SystemClock()
         self.stop_event = threading.Event()
+        self.frame_ready = threading.Event()  # set by the cameras' workers on each new frame: the loop waits on it
         self.embedded: EmbeddedRedis | None = None
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
@@ -229,7 +230,7 @@ class Engine:
     def _build_camera(self, name: str) -> CameraRuntime:
         cfg = self.loaded.config
         ring_s = cfg.clips.pre_roll_s + cfg.clips.post_roll_s + RING_MARGIN_S
-        cam = CameraRuntime(name, cfg.cameras[name], *make_workers(self.loaded, name, ring_s))
+        cam = CameraRuntime(name, cfg.cameras[name], *make_workers(self.loaded, name, ring_s, self.frame_ready))
         cam.rules = [ActiveRule(build_runtime(rule)) for rule in cfg.rules if rule.camera == name]
         cam.offline = OfflineRuntime(name, cam.config.offline_after_s, self.clock.now())
         return cam
@@ -317,6 +318,7 @@ class Engine:
             return
         self._stopped = True
         self.stop_event.set()
+        self.frame_ready.set()  # wakes the loop
         self.calibrator.stop()
         if self.retention is not None:
             self.retention.stop()
@@ -354,8 +356,10 @@ class Engine:
             while not self.stop_event.is_set():
                 if deadline is not None and clock.monotonic() >= deadline:
                     break
-                if not self.detect_once():
-                    self.stop_event.wait(0.01)
+                self.frame_ready.clear()  # before looking: a frame published meanwhile sets it again
+                if not self.detect_once():  # nothing new: sleep until a frame comes or the next health round
+                    until = next_health if deadline is None else min(next_health, deadline)
+                    self.frame_ready.wait(min(HEALTH_INTERVAL_S, max(0.0, until - clock.monotonic())))
                 if clock.monotonic() >= next_health:
                     self.check_health(clock.now())
                     self.tick_rules(clock.now())

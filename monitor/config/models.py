@@ -138,7 +138,11 @@ class CameraConfig(_Model):
         "auto", description="auto: decode keyframes only when they come often enough for detect_fps; or keyframes|all."
     )
     motion_gate: bool = Field(
-        False, description="Reuse the last detections while the (downscaled) picture has not changed."
+        False,
+        description=(
+            "Reuse the last detections while the (downscaled) picture has not changed; after 5 s of a still "
+            "picture only keyframes are decoded, so a change is noticed at the next keyframe (cheap idle cameras)."
+        ),
     )
     detect_fps: float = Field(2.0, gt=0, le=30, description="Frames per second sampled for person detection.")
     zones: dict[ZoneName, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")

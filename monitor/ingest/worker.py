@@ -11,13 +11,16 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
 import numpy as np
+import numpy.typing as npt
+from av.video.reformatter import VideoReformatter
 
+from monitor.analyze.motion import changed, thumbnail
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
 from monitor.ingest.demux import paced_packets
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
@@ -33,6 +36,10 @@ BACKOFF_FIRST_S = 1.0
 # slice threads cost ~8% more ingest CPU (bench/RESULTS.md). Bigger pictures keep FFmpeg's threads so one
 # 4K camera still decodes in real time.
 SINGLE_THREAD_MAX_PIXELS = 1920 * 1088
+# With the motion gate on, a picture unchanged this long parks the camera: only keyframes are decoded (the detector
+# would reuse its last result for every other frame anyway) until one shows a change. Decoding was nearly all of an
+# idle camera's cost (bench/RESULTS.md "Fixed overhead").
+PARK_AFTER_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ class WorkerStatus:
     height: int | None = None
     keyframes_only: bool = False
     gop_s: float | None = None
+    parked: bool = False  # a still picture: keyframes only until one shows a change (motion gate)
 
 
 class StreamWorker:
@@ -104,14 +112,25 @@ class StreamWorker:
         *,
         sampling: SamplingMode = "auto",
         max_side: int | None = None,
+        frame_ready: threading.Event | None = None,
     ) -> None:
         """``detect_fps`` None: a record-only input (never decoded); ``max_side``: convert sampled frames
-        straight to at most this long side (the detector's input size) instead of full resolution."""
+        straight to at most this long side (the detector's input size) instead of full resolution;
+        ``frame_ready``: set whenever a new frame is published (the detection loop waits on it instead of polling).
+        """
         self.camera = camera
         self.source = source
         self.detect_fps = detect_fps
         self.sampling: SamplingMode = sampling
         self.max_side = max_side
+        self.frame_ready = frame_ready
+        # whether a still picture may park the camera (its motion gate is on; read per frame: a reload may change it)
+        self.parkable: Callable[[], bool] = lambda: False
+        self._still_thumb: npt.NDArray[np.uint8] | None = None  # the picture the stillness is measured against
+        self._still_since = 0.0  # camera time of the last change
+        # one converter per camera keeps its swscale context: ``frame.reformat`` builds and frees one per call, which
+        # cost 0.75 ms against 0.09 ms per 640x360 frame (bench/RESULTS.md "Fixed overhead")
+        self._reformatter = VideoReformatter()
         self.ring = PacketRing(ring_s)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -218,21 +237,23 @@ class StreamWorker:
             log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
             self._set_status(online=True, last_error=None)
             sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
-            strategy: tuple[bool, float | None] | None = None  # (keyframes only, GOP) as last applied
+            strategy: tuple[bool, bool, float | None] | None = None  # (keyframes only, parked, GOP) as last applied
             tb = float(stream.time_base or 0)
+            self._still_thumb = None
             try:
                 for packet, item in self._packets(container, stream):
                     self.ring.push(item)
                     self._count_packet(item.ts)
-                    if sampler is not None and sampler.on_packet(item.ts, item.keyframe):
-                        if strategy != (sampler.keyframes_only, sampler.keyframe_interval):
-                            strategy = (sampler.keyframes_only, sampler.keyframe_interval)  # changes rarely
-                            stream.codec_context.skip_frame = "NONKEY" if strategy[0] else "DEFAULT"
-                            self._set_status(keyframes_only=strategy[0], gop_s=strategy[1])
+                    park = item.keyframe and self._still_for(item.ts) >= PARK_AFTER_S
+                    if sampler is not None and sampler.on_packet(item.ts, item.keyframe, park):
+                        if strategy != (sampler.keyframes_only, sampler.parked, sampler.keyframe_interval):
+                            strategy = (sampler.keyframes_only, sampler.parked, sampler.keyframe_interval)  # rarely
+                            stream.codec_context.skip_frame = "NONKEY" if sampler.skipping else "DEFAULT"
+                            self._set_status(keyframes_only=strategy[0], parked=strategy[1], gop_s=strategy[2])
                         for frame in packet.decode():
                             ts = item.ts + ((frame.pts or 0) - (packet.pts or 0)) * tb
-                            if sampler.due(ts):
-                                self._publish(ts, frame)
+                            if sampler.due(ts) and self._publish(ts, frame) and sampler.parked:
+                                sampler.resume()  # the keyframe just decoded moved: its successors decode
                     self._finish_clips(force=False, template=stream)
             finally:
                 self._finish_clips(force=True, template=stream)  # while the container can still serve as template
@@ -261,20 +282,41 @@ class StreamWorker:
         self._last_frame_ts = ts
         self._last_arrival = time.time()
 
-    def _publish(self, ts: float, frame: av.VideoFrame) -> None:
-        """Convert a sampled frame to BGR pixels, straight at the detector's size when that is smaller."""
-        scale = 1.0
+    def _still_for(self, ts: float) -> float:
+        """Seconds the picture has stood still at camera time ``ts`` (0 unless the camera may park)."""
+        if self._still_thumb is None or not self.parkable():
+            return 0.0
+        return ts - self._still_since
+
+    def _moved(self, ts: float, image: npt.NDArray[np.uint8]) -> bool:
+        """Whether the picture changed since the last change (the motion gate's test; only when it may park)."""
+        if not self.parkable():
+            self._still_thumb = None
+            return False
+        thumb = thumbnail(image)
+        if not changed(self._still_thumb, thumb):
+            return False
+        self._still_thumb, self._still_since = thumb, ts
+        return True
+
+    def _publish(self, ts: float, frame: av.VideoFrame) -> bool:
+        """Convert a sampled frame to BGR pixels, straight at the detector's size when that is smaller; True when
+        the picture moved (see ``_moved``)."""
+        scale, w, h = 1.0, frame.width, frame.height
         if self.max_side and max(frame.width, frame.height) > self.max_side:
             scale = self.max_side / max(frame.width, frame.height)
             w, h = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
-            image = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
             scale = w / frame.width
-        else:
-            image = frame.to_ndarray(format="bgr24")
+        bgr = self._reformatter.reformat(frame, width=w, height=h, format="bgr24").to_ndarray()
+        image: npt.NDArray[np.uint8] = np.ascontiguousarray(bgr, dtype=np.uint8)
+        moved = self._moved(ts, image)
         with self._lock:
             seq = self._status.sampled + 1
-            self._latest = Frame(self.camera, seq, ts, np.ascontiguousarray(image), scale, time.monotonic())
+            self._latest = Frame(self.camera, seq, ts, image, scale, time.monotonic())
             self._status = replace(self._status, sampled=seq, width=frame.width, height=frame.height)
+        if self.frame_ready is not None:
+            self.frame_ready.set()
+        return moved
 
     def _set_status(self, **changes: object) -> None:
         with self._lock:

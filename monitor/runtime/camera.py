@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -58,6 +59,11 @@ class CameraRuntime:
     motion_thumb: npt.NDArray[np.uint8] | None = None
     calibration: Calibration | None = None  # the latest calibration result (shown; the setting is in detector)
 
+    def __post_init__(self) -> None:
+        # a still picture parks the detect input (keyframes only) while this camera's motion gate is on; read
+        # through the runtime: a reload replaces ``config`` in place
+        self.worker.parkable = lambda: self.config.motion_gate
+
     def zone_polygons(self, size: tuple[int, int]) -> dict[str, Polygon]:
         """Zones in pixels for this frame size (recomputed only when the size changes)."""
         if size != self.polygon_size:
@@ -81,8 +87,11 @@ def make_source(loaded: LoadedConfig, cam: CameraConfig, url: str) -> Source:
     )
 
 
-def make_workers(loaded: LoadedConfig, name: str, ring_s: float) -> tuple[StreamWorker, StreamWorker]:
-    """The detect worker and the record worker of a camera (the same one for a single input)."""
+def make_workers(
+    loaded: LoadedConfig, name: str, ring_s: float, frame_ready: threading.Event | None = None
+) -> tuple[StreamWorker, StreamWorker]:
+    """The detect worker and the record worker of a camera (the same one for a single input); the detect worker
+    sets ``frame_ready`` on each new frame."""
     cam = loaded.config.cameras[name]
     settings = loaded.detector_for(name)
     # convert straight to the detector's input size, unless tiles need the full picture
@@ -94,6 +103,7 @@ def make_workers(loaded: LoadedConfig, name: str, ring_s: float) -> tuple[Stream
         ring_s if cam.inputs is None else 0.0,
         sampling=cam.sampling,
         max_side=max_side,
+        frame_ready=frame_ready,
     )
     if cam.inputs is None:
         return detect, detect

@@ -20,6 +20,7 @@ from monitor.actions.snapshot import annotate, write_jpeg
 from monitor.ingest.worker import WorkerStatus
 from monitor.runtime.camera import CameraRuntime
 from monitor.store.incidents import IncidentStore
+from monitor.types import Detections, Frame
 from speakers.health import HealthMonitor
 
 log = logging.getLogger("monitor.engine")
@@ -56,6 +57,7 @@ class StatusReporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._store_down_until = 0.0
+        self._pictures: dict[str, tuple[object, ...]] = {}  # camera -> what its live picture file was drawn from
 
     def start(
         self,
@@ -139,17 +141,42 @@ class StatusReporter:
             except redis.RedisError as exc:
                 self._store_error(f"speaker {name}", exc)
 
+    def _live_picture(self, cam: CameraRuntime, detections: Detections, frame: Frame) -> str:
+        """Path of the camera's annotated live picture, encoded again only when the picture may have changed.
+
+        With the motion gate on, an unchanged motion reference (the same thumbnail object), the same detections
+        and the same zones mean the picture in the file is still what the camera shows: a still scene costs no
+        JPEG per status round. Without the gate every new frame is drawn, as before.
+        """
+        path = live_picture_path(self.data_dir, cam.name)
+        polygons = cam.zone_polygons(frame.size)
+        drawn_from = (cam.motion_thumb, detections, polygons)
+        previous = self._pictures.get(cam.name)
+        if (
+            cam.motion_thumb is not None
+            and previous is not None
+            and all(a is b for a, b in zip(previous, drawn_from, strict=True))
+            and path.is_file()
+        ):
+            return str(path)
+        image = annotate(frame.image, detections, polygons, scale=frame.scale)
+        try:
+            written = str(write_jpeg(path, image, quality=75))
+        except OSError as exc:
+            log.error("live picture of %s not written: %s", cam.name, exc)
+            self._pictures.pop(cam.name, None)
+            return ""
+        self._pictures[cam.name] = drawn_from
+        return written
+
     def _publish_status(self, cam: CameraRuntime, st: WorkerStatus, det_fps: float, people: int) -> None:
         """Camera status and a fresh annotated live snapshot, for the web page and other machines."""
         snapshot = ""
         last, frame = cam.last, cam.last_frame  # the loop may replace both meanwhile: read each once
         if last is not None and frame is not None and self.media_problem() is None:
-            polygons = cam.zone_polygons(frame.size)
-            image = annotate(frame.image, last.detections, polygons, scale=frame.scale)
-            try:
-                snapshot = str(write_jpeg(live_picture_path(self.data_dir, cam.name), image, quality=75))
-            except OSError as exc:
-                log.error("live picture of %s not written: %s", cam.name, exc)
+            snapshot = self._live_picture(cam, last.detections, frame)
+        else:
+            self._pictures.pop(cam.name, None)
         zones = {z: c.count for z, c in last.zones.items()} if last else {}
         status: dict[str, str | int | float] = {
             "online": int(st.online),

@@ -277,8 +277,8 @@ class Delivery:
                 backoff = min(self.max_backoff_s, backoff * 2)
                 continue
             backoff, self.last_error = 0.2, None
-            if self.outbox.pending() == 0:
-                self.outbox.added.wait(0.5)
+            if self.outbox.pending() == 0:  # sleep until a change is queued (``put`` sets it) or the next heartbeat
+                self.outbox.added.wait(max(0.0, next_beat - time.monotonic()))
 
     def _apply_one(self, change: IncidentChange, fence: int | None = None, /) -> bool:
         try:
