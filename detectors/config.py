@@ -55,8 +55,9 @@ class DetectorConfig(BaseModel):
             "None = the offline default yolo11n-pose.pt (fetched from PyPI, see models/PROVENANCE.md). "
             "Otherwise any model Ultralytics loads: a .pt/.onnx file, an OpenVINO export directory, a "
             "TensorRT .engine (relative paths resolve against the config file's directory), or shared Triton "
-            "servers: one URL such as http://host:8000/yolo or a list, tried in order (failover within 5 s; "
-            "uint8 frames on the wire; the model repository from `python -m detectors.triton_repo`; set `task`)."
+            "servers: one URL such as http://host:8000/yolo or grpc://host:8001/yolo, or a list (may mix both), "
+            "tried in order (failover within 5 s; uint8 frames on the wire; the model repository from "
+            "`python -m detectors.triton_repo`; set `task`)."
         ),
     )
     task: Literal["detect", "pose"] | None = Field(
@@ -176,5 +177,7 @@ class DetectorConfig(BaseModel):
         if isinstance(self.model, tuple) and (
             not self.model or not all(m.startswith(("http://", "grpc://")) for m in self.model)
         ):
-            raise ValueError("detector.model as a list must be Triton URLs (http://host:8000/MODEL, ...)")
+            raise ValueError(
+                "detector.model as a list must be Triton URLs (http://host:8000/MODEL, grpc://host:8001/MODEL, ...)"
+            )
         return self

@@ -1,4 +1,5 @@
-"""Detection on shared Triton servers: uint8 graph prefix, two nodes through real stand-in servers, failover.
+"""Detection on shared Triton servers: uint8 graph prefix, two nodes through real stand-in servers, failover,
+over HTTP and gRPC.
 
 The servers are real ``tritonserver`` processes (pytriton's) serving the real model on the CPU; the
 nodes are two ``create_detector`` detectors in two threads, as two machines would run them.
@@ -6,12 +7,15 @@ nodes are two ``create_detector`` detectors in two threads, as two machines woul
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -71,27 +75,31 @@ def test_uint8_prefix_gives_the_float_models_output(exported: ExportedModel, fra
 
 
 def test_triton_model_settings_are_checked() -> None:
-    """A list must be Triton URLs; gRPC and model-less URLs are refused with the reason."""
-    config = DetectorConfig.model_validate({"model": ["http://a:8000/yolo", "http://b:8000/yolo"], "task": "pose"})
-    assert config.model == ("http://a:8000/yolo", "http://b:8000/yolo")
+    """A list must be Triton URLs (HTTP and gRPC may mix); other schemes and model-less URLs are refused."""
+    config = DetectorConfig.model_validate({"model": ["http://a:8000/yolo", "grpc://b:8001/yolo"], "task": "pose"})
+    assert config.model == ("http://a:8000/yolo", "grpc://b:8001/yolo")
     assert hash(config) == hash(config.model_copy())  # engines key detectors by their config
     with pytest.raises(ValidationError, match="must be Triton URLs"):
         DetectorConfig.model_validate({"model": ["models/a.pt", "http://b:8000/yolo"]})
-    with pytest.raises(DetectorError, match="HTTP port"):
-        parse_server("grpc://a:8001/yolo")
-    with pytest.raises(DetectorError, match="not a Triton model URL"):
-        parse_server("http://a:8000/")
-    assert parse_server("http://a/yolo").address == "a:8000"
+    for url in ("http://a:8000/", "grpc://a:8001/", "https://a:8000/yolo", "grpc://a:8001/yolo/1"):
+        with pytest.raises(DetectorError, match="not a Triton model URL"):
+            parse_server(url)
+    assert (parse_server("http://a/yolo").scheme, parse_server("http://a/yolo").address) == ("http", "a:8000")
+    assert (parse_server("grpc://a/yolo").scheme, parse_server("grpc://a/yolo").address) == ("grpc", "a:8001")
+    assert parse_server("grpc://a:9001/yolo").address == "a:9001"
 
 
 def test_no_ready_server_fails_at_startup() -> None:
-    """Nothing listening: the detector refuses to start (quickly) instead of failing every frame."""
+    """Nothing listening on either protocol: the detector refuses to start (quickly) instead of failing every
+    frame, and says which servers it tried."""
     from tests.support.processes import free_port
 
+    urls = [f"http://127.0.0.1:{free_port()}/yolo", f"grpc://127.0.0.1:{free_port()}/yolo"]
     started = time.monotonic()
-    with pytest.raises(DetectorError, match="no Triton server is ready"):
-        TritonDetector(DetectorConfig(task="pose"), [f"http://127.0.0.1:{free_port()}/yolo"])
+    with pytest.raises(DetectorError, match="no Triton server is ready") as failed:
+        TritonDetector(DetectorConfig(task="pose"), urls)
     assert time.monotonic() - started < 5
+    assert all(url in str(failed.value) for url in urls)
 
 
 def _assert_same(want: Detections, got: Detections, label: str) -> None:
@@ -125,6 +133,34 @@ class Node:
     def first_round_on(self, url: str, after: float) -> float | None:
         return next((t for t, server, _ in list(self.rounds) if server == url and t > after), None)
 
+    def servers(self) -> list[dict[str, Any]]:
+        """The detector's per-server stats, in its failover order."""
+        assert isinstance(self.detector, TritonDetector)
+        return list(self.detector.stats()["servers"])
+
+    def url_for(self, server: StandIn) -> str:
+        """The URL this node was configured with for ``server``: its HTTP or its gRPC one."""
+        return next(str(s["url"]) for s in self.servers() if s["url"] in (server.url, server.grpc_url))
+
+    def requests_to(self, server: StandIn) -> int:
+        """Requests this node got answered by ``server`` so far (its own count)."""
+        return next(int(s["requests"]) for s in self.servers() if s["url"] == self.url_for(server))
+
+
+@contextlib.contextmanager
+def running(nodes: list[Node]) -> Iterator[None]:
+    """Every node detecting in its own thread for the block; stopped (and joined) after."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=n.run, args=(stop,), name=n.name) for n in nodes]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(REQUEST_TIMEOUT_S * 3 + 10)
+
 
 def _wait(condition: object, timeout: float, what: str, nodes: list[Node]) -> None:
     deadline = time.monotonic() + timeout
@@ -150,19 +186,13 @@ def test_two_nodes_share_servers_merge_batches_and_fail_over(tmp_path: Path, fra
         config = DetectorConfig(model=(a.url, b.url, c.url), task="pose", imgsz=IMGSZ)
         nodes = [Node("node1", create_detector(config), frames[:2]), Node("node2", create_detector(config), frames[2:])]
         before = a.batching()  # after both nodes' one-image warm-up requests
-        stop = threading.Event()
-        threads = [threading.Thread(target=n.run, args=(stop,), name=n.name) for n in nodes]
-        for t in threads:
-            t.start()
         try:
-            _check_shared(a, nodes, want, before)
-            _check_failover(a, b, nodes, want, lambda: os.killpg(a.proc.pid, signal.SIGKILL), "killed")
-            _check_failover(b, c, nodes, want, lambda: os.killpg(b.proc.pid, signal.SIGSTOP), "frozen")
+            with running(nodes):
+                _check_shared(a, nodes, want, before)
+                _check_failover(a, b, nodes, want, lambda: os.killpg(a.proc.pid, signal.SIGKILL), "killed")
+                _check_failover(b, c, nodes, want, lambda: os.killpg(b.proc.pid, signal.SIGSTOP), "frozen")
         finally:
-            stop.set()
             os.killpg(b.proc.pid, signal.SIGCONT)
-            for t in threads:
-                t.join(REQUEST_TIMEOUT_S * 3 + 10)
         stats = nodes[0].detector.stats()  # type: ignore[attr-defined]
         assert stats["failovers"] == 2 and stats["active"] == c.url
         assert [s["failures"] > 0 for s in stats["servers"]] == [True, True, False]
@@ -176,7 +206,7 @@ def _check_shared(a: StandIn, nodes: list[Node], want: list[Detections], before:
     _wait(lambda: all(len(n.rounds) >= 6 for n in nodes), 240, "6 rounds per node on server A", nodes)
     for i, node in enumerate(nodes):
         for _, server, results in node.rounds:
-            assert server == a.url
+            assert server == node.url_for(a)
             for j, got in enumerate(results):
                 _assert_same(want[2 * i + j], got, f"{node.name} camera {j}")
     requests, inferences, executions = (now - then for now, then in zip(a.batching(), before, strict=True))
@@ -190,21 +220,57 @@ def _check_failover(
 ) -> None:
     """Break ``old``; every node must finish a round on ``new`` within 5 s, with the same detections."""
     assert callable(fault)
-    _wait(lambda: all(n.rounds and n.rounds[-1][1] == old.url for n in nodes), 60, f"nodes on {old.url}", nodes)
+    _wait(lambda: all(n.rounds and n.rounds[-1][1] == n.url_for(old) for n in nodes), 60, "nodes on the old", nodes)
     broken_at = time.monotonic()
     fault()
-    _wait(lambda: all(n.first_round_on(new.url, broken_at) for n in nodes), 30, f"failover to {new.url}", nodes)
+    _wait(lambda: all(n.first_round_on(n.url_for(new), broken_at) for n in nodes), 30, "failover", nodes)
     for node in nodes:
-        took = (node.first_round_on(new.url, broken_at) or 0) - broken_at
+        took = (node.first_round_on(node.url_for(new), broken_at) or 0) - broken_at
         assert took < FAILOVER_BOUND_S, f"{node.name}: {how} server replaced after {took:.1f} s"
-        print(f"{node.name}: server {how}, detecting on the next one after {took:.2f} s")
+        print(f"{node.name}: server {how} ({node.url_for(old)}), on {node.url_for(new)} after {took:.2f} s")
     count = {n.name: len(n.rounds) for n in nodes}
     _wait(lambda: all(len(n.rounds) >= count[n.name] + 2 for n in nodes), 60, "detections go on", nodes)
     for i, node in enumerate(nodes):
         _, server, results = node.rounds[-1]
-        assert server == new.url
+        assert server == node.url_for(new)
         for j, got in enumerate(results):
             _assert_same(want[2 * i + j], got, f"{node.name} camera {j} after failover")
+
+
+@pytest.mark.slow
+def test_grpc_and_http_nodes_share_a_server_and_fail_over_across_protocols(tmp_path: Path, frames: list[Image]) -> None:
+    """One node on server A through gRPC, one through HTTP: results = local ONNX, A's batcher merges their
+    requests and A's own metrics count every request of both; A killed -> the gRPC node goes on over HTTP on B
+    and the HTTP node over gRPC on B; B frozen (gRPC's deadline, HTTP's timeout) -> both on C; each within 5 s."""
+    require_standin()
+    repo = write_test_repository(tmp_path / "repo", ServingSettings(queue_delay_us=100_000, kind="KIND_CPU"))
+    want = create_detector(DetectorConfig(imgsz=IMGSZ, backend="onnxruntime")).detect(frames)
+    assert sum(len(d) for d in want) >= 4, "the chosen frames must show people"
+    with standins(repo, tmp_path, 3) as (a, b, c):
+        via_grpc = DetectorConfig(model=(a.grpc_url, b.url, c.grpc_url), task="pose", imgsz=IMGSZ)
+        via_http = DetectorConfig(model=(a.url, b.grpc_url, c.url), task="pose", imgsz=IMGSZ)
+        nodes = [
+            Node("grpc-node", create_detector(via_grpc), frames[:2]),
+            Node("http-node", create_detector(via_http), frames[2:]),
+        ]
+        before, sent = a.batching(), [n.requests_to(a) for n in nodes]  # after both warm-up requests
+        with running(nodes):
+            _check_shared(a, nodes, want, before)
+        # Quiet now: every request the nodes had answered is one Triton counted, from both protocols.
+        answered = [n.requests_to(a) - s for n, s in zip(nodes, sent, strict=True)]
+        assert min(answered) >= 6, f"requests answered per node: {answered}"
+        _wait(lambda: a.batching()[0] - before[0] == sum(answered), 10, f"A counts {answered} requests", nodes)
+        try:
+            with running(nodes):
+                _check_failover(a, b, nodes, want, lambda: os.killpg(a.proc.pid, signal.SIGKILL), "killed")
+                _check_failover(b, c, nodes, want, lambda: os.killpg(b.proc.pid, signal.SIGSTOP), "frozen")
+        finally:
+            os.killpg(b.proc.pid, signal.SIGCONT)
+        assert [n.url_for(b) for n in nodes] == [b.url, b.grpc_url]
+        for node in nodes:
+            stats = node.detector.stats()  # type: ignore[attr-defined]
+            assert stats["failovers"] == 2 and stats["active"] == node.url_for(c)
+            assert [s["failures"] > 0 for s in stats["servers"]] == [True, True, False]
 
 
 @pytest.mark.slow

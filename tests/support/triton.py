@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -38,18 +39,24 @@ class StandIn:
 
     proc: subprocess.Popen[bytes]
     http_port: int
+    grpc_port: int
     metrics_port: int
     log: Path
 
     @property
     def url(self) -> str:
-        """``detector.model`` for this server."""
+        """``detector.model`` for this server (HTTP)."""
         return f"http://127.0.0.1:{self.http_port}/{MODEL_NAME}"
 
+    @property
+    def grpc_url(self) -> str:
+        """``detector.model`` for this server through its gRPC port."""
+        return f"grpc://127.0.0.1:{self.grpc_port}/{MODEL_NAME}"
+
     def ready(self) -> bool:
-        """Triton's own answer: server ready and the model loaded."""
+        """Triton's own answer: server ready and the model loaded (over HTTP), and the gRPC port listening."""
         base = f"http://127.0.0.1:{self.http_port}/v2"
-        return _ok(f"{base}/health/ready") and _ok(f"{base}/models/{MODEL_NAME}/ready")
+        return _ok(f"{base}/health/ready") and _ok(f"{base}/models/{MODEL_NAME}/ready") and _listening(self.grpc_port)
 
     def batching(self) -> tuple[float, float, float]:
         """(requests, inferences, executions) from Triton's Prometheus metrics."""
@@ -80,6 +87,14 @@ def _ok(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=2) as reply:
             return bool(reply.status == 200)
     except (urllib.error.URLError, OSError):
+        return False
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
         return False
 
 
@@ -117,7 +132,7 @@ def start_standin(repo: Path, workdir: Path, timeout: float = 180) -> StandIn:
     log = workdir / "standin.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
-    server = StandIn(proc, http, metrics, log)
+    server = StandIn(proc, http, grpc, metrics, log)
     deadline = time.monotonic() + timeout
     while not server.ready():
         if proc.poll() is not None or time.monotonic() > deadline:
