@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from bench.machine import header
 from detectors import DetectorConfig, create_detector, ensure_default_model
 from detectors.base import Detector
+from detectors.calibration import CALIBRATED_CONFIDENCE
 from detectors.export import ExportSettings, ensure_export
 from detectors.int8 import GateSettings, ensure_int8, open_ir
 from monitor.evaluate import decode_frames, frame_total, load_mot, score_frames, summarize
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--imgsz", default="960,1280")
     ap.add_argument("--calib", type=int, default=100, help="calibration frames (not ground-truth frames)")
-    ap.add_argument("--confidence", type=float, default=DetectorConfig().confidence)
+    ap.add_argument("--confidence", type=float, default=CALIBRATED_CONFIDENCE, help="default: calibrated cameras'")
     args = ap.parse_args(argv)
     print(header())
     truth = load_mot(GT)
@@ -119,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             # INT8 is measured even when its gate refused it (create_detector would then run bf16/f32).
             fp32 = ensure_export(model, ExportSettings("openvino"))
-            detector = open_ir(config, fp32, int8.path, "INT8") if precision == "int8" else create_detector(config)
+            if precision == "int8":  # at the threshold its gate fitted (what create_detector runs it at)
+                scaled = config.model_copy(update={"confidence": config.confidence * int8.verdict.confidence_scale})
+                detector: Detector = open_ir(scaled, fp32, int8.path, "INT8")
+            else:
+                detector = create_detector(config)
             ms, boxes, described = run_ours(detector, gt_images)
             s = summarize(score_frames(boxes, truth))
             note = f"{'passed' if int8.verdict.passed else 'REFUSED'}: {int8.verdict.summary}; {built}"

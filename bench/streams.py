@@ -441,10 +441,6 @@ def run_full(
 
 def run_peer(cameras: list[dict[str, str]], duration_s: float, imgsz: int, vid_stride: int) -> dict[str, Any]:
     """One Ultralytics predict(stream=True) loop per camera, each in a thread with its own .pt model."""
-    # Run as a script, bench/ is first on sys.path and bench/triton.py shadows the ``triton`` package torch probes
-    # for (the peer died with "module 'triton' has no attribute 'language'"); bench modules are imported as bench.*
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     import cv2
 
     from detectors import ensure_default_model

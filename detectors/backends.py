@@ -38,8 +38,10 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
         if choice.backend == "openvino":
             from detectors.openvino_backend import OpenVinoRunner
 
-            path, hint, why = openvino_precision(config, source, exported.path)
+            path, hint, why, scale = openvino_precision(config, source, exported.path)
             exported = replace(exported, path=path, directory=path.parent)  # the INT8 IR where chosen
+            # INT8 runs at the threshold its gate fitted to match f32's operating point (detectors.int8_gate)
+            config = config.model_copy(update={"confidence": round(config.confidence * scale, 4)})
             runner = OpenVinoRunner(path, threads, streams, precision=hint)
             choice = BackendChoice(choice.backend, f"{choice.reason}; {why}", choice.device)
         else:
@@ -51,13 +53,15 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
     return NativeDetector(config, runner, exported, source.name, choice.backend, choice.reason)
 
 
-def openvino_precision(config: DetectorConfig, source: Path, fp32: Path) -> tuple[Path, str, str]:
-    """(IR to load, OpenVINO precision hint, why) for this CPU and ``config.precision``; logs the choice."""
+def openvino_precision(config: DetectorConfig, source: Path, fp32: Path) -> tuple[Path, str, str, float]:
+    """(IR to load, OpenVINO precision hint, why, confidence scale) for this CPU and ``config.precision``; logs
+    the choice. The scale is the INT8 gate's fitted one where INT8 runs, else 1."""
     from detectors.int8 import find_int8  # deferred: only OpenVINO needs it
 
     cpu = read_cpu_info()
     int8 = find_int8(source, config.imgsz) if config.precision in ("auto", "int8") else None
     precision, why = choose_cpu_precision(cpu.flags, config.precision, int8.verdict if int8 else None)
     log.info("detector precision %s at imgsz %d: %s (%s)", precision, config.imgsz, why, cpu.model)
-    path = int8.path if precision == "int8" and int8 is not None else fp32
-    return path, _HINT[precision], f"precision {precision}: {why}"
+    if precision == "int8" and int8 is not None:
+        return int8.path, _HINT[precision], f"precision {precision}: {why}", int8.verdict.confidence_scale
+    return fp32, _HINT[precision], f"precision {precision}: {why}", 1.0

@@ -47,19 +47,30 @@ from detectors.export import (
     locked,
     read_manifest,
 )
-from detectors.int8_gate import DEFAULT_MARGIN_MAE, DEFAULT_MARGIN_RECALL, Boxes, GateResult, run_gate
+from detectors.int8_gate import (
+    CONFIDENCE_SCALES,
+    DEFAULT_MARGIN_MAE,
+    DEFAULT_MARGIN_RECALL,
+    Boxes,
+    GateResult,
+    Scored,
+    above,
+    fit_confidence_scale,
+    run_gate,
+)
 from detectors.model_fetch import sha256_file
 from detectors.native import NativeDetector
 from detectors.openvino_backend import OpenVinoRunner
 from detectors.postprocess import Letterbox, preprocess
-from detectors.precision import Int8Verdict
+from detectors.precision import INT8_FLAGS, Int8Verdict
 
 log = logging.getLogger(__name__)
 
 GATE = "gate.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 3  # 2: the gate fits INT8's confidence threshold (gate.json confidence_scale); 3: 1-box slack
 DEFAULT_CALIBRATION_FRAMES = 128  # NNCF's statistics settle well before 300 on one scene; time grows linearly
 DEFAULT_GATE_FRAMES = 40
+FIT_FRAMES = 64  # calibration frames INT8's confidence threshold is fitted on (f32 and INT8 run on each)
 Frame = NDArray[np.uint8]
 
 
@@ -155,7 +166,7 @@ def _expect(source_sha: str, imgsz: int) -> dict[str, Any]:
 
 def _loaded(directory: Path, manifest: dict[str, Any], rebuilt: bool) -> Int8Model:
     gate = json.loads((directory / GATE).read_text(encoding="utf-8"))
-    verdict = Int8Verdict(bool(gate["passed"]), str(gate["summary"]))
+    verdict = Int8Verdict(bool(gate["passed"]), str(gate["summary"]), float(gate.get("confidence_scale", 1.0)))
     return Int8Model(directory, directory / manifest["main"], verdict, gate, rebuilt)
 
 
@@ -206,7 +217,8 @@ def ensure_int8(
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:
             quantize(fp32, imgsz, calibration, tmp / "model.xml")
-            result = gate(fp32, tmp / "model.xml", imgsz, gate_frames, truth, settings, truth_name)
+            fit = spread(calibration, FIT_FRAMES)
+            result = gate(fp32, tmp / "model.xml", imgsz, gate_frames, truth, settings, truth_name, fit)
             (tmp / GATE).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
             files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             built = {**expect, "main": "model.xml", "files": files, "created": time.time(), "frames": len(calibration)}
@@ -226,6 +238,20 @@ def ensure_int8(
             model.verdict.summary,
         )
         return model
+
+
+def int8_wanted(config: DetectorConfig, detector: object, base_dir: Path | None, flags: frozenset[str]) -> bool:
+    """Would ``precision: auto`` run ``detector`` in INT8 if its model were built? OpenVINO on a CPU with
+    VNNI/AMX-INT8, a local .pt model, no tiles, and no INT8 model at this size yet (one the gate refused counts
+    as built: it is not built again)."""
+    from detectors import resolve_model_path  # deferred: the package imports this module's users
+
+    if config.precision != "auto" or config.tiles is not None or getattr(detector, "backend", None) != "openvino":
+        return False
+    if not any(flag in flags for flag in INT8_FLAGS):
+        return False
+    source = resolve_model_path(config, base_dir)
+    return isinstance(source, Path) and source.suffix == ".pt" and find_int8(source, config.imgsz) is None
 
 
 def head_decode_ops(model: Any) -> list[str]:
@@ -274,13 +300,16 @@ def open_ir(config: DetectorConfig, model: ExportedModel, path: Path, reason: st
     )
 
 
-def detect_boxes(
-    model: ExportedModel, path: Path, imgsz: int, frames: Sequence[Frame], settings: GateSettings
-) -> list[Boxes]:
-    """Person boxes of the IR at ``path`` on each frame (one frame per call, as a camera sends them)."""
-    config = DetectorConfig(imgsz=imgsz, confidence=settings.confidence, iou=settings.iou)
-    detector = open_ir(config, model, path, "INT8 gate")
-    return [np.asarray(d.xyxy, np.float64).reshape(-1, 4) for f in frames for d in detector.detect([f])]
+def detect_scored(
+    model: ExportedModel, path: Path, imgsz: int, frames: Sequence[Frame], confidence: float, iou: float
+) -> list[Scored]:
+    """(boxes, confidences) of the IR at ``path`` on each frame (one frame per call, as a camera sends them)."""
+    detector = open_ir(DetectorConfig(imgsz=imgsz, confidence=confidence, iou=iou), model, path, "INT8 gate")
+    return [
+        (np.asarray(d.xyxy, np.float64).reshape(-1, 4), np.asarray(d.confidence, np.float64).reshape(-1))
+        for f in frames
+        for d in detector.detect([f])
+    ]
 
 
 def gate(
@@ -291,10 +320,18 @@ def gate(
     truth: Sequence[Boxes] | None,
     settings: GateSettings,
     truth_name: str = "labels",
+    fit_frames: Sequence[Frame] = (),
 ) -> GateResult:
-    """Run f32 and INT8 on ``frames`` and decide (``detectors.int8_gate.run_gate``)."""
-    a = detect_boxes(fp32, fp32.path, imgsz, frames, settings)
-    b = detect_boxes(fp32, int8_path, imgsz, frames, settings)
+    """Fit INT8's confidence threshold to f32 on ``fit_frames`` (calibration frames; none: keep it), then run
+    both models on the held-out ``frames`` and decide (``detectors.int8_gate``)."""
+    conf, iou = settings.confidence, settings.iou
+    lowest = conf * min(CONFIDENCE_SCALES)
+    scale = 1.0
+    if fit_frames:
+        reference = [boxes for boxes, _ in detect_scored(fp32, fp32.path, imgsz, fit_frames, conf, iou)]
+        scale = fit_confidence_scale(reference, detect_scored(fp32, int8_path, imgsz, fit_frames, lowest, iou), conf)
+    a = [boxes for boxes, _ in detect_scored(fp32, fp32.path, imgsz, frames, conf, iou)]
+    b = [above(d, conf * scale) for d in detect_scored(fp32, int8_path, imgsz, frames, lowest, iou)]
     return run_gate(
         a,
         b,
@@ -302,7 +339,14 @@ def gate(
         margin_mae=settings.margin_mae,
         margin_recall=settings.margin_recall,
         truth_name=truth_name,
+        confidence_scale=scale,
     )
+
+
+def spread(frames: Sequence[Frame], count: int) -> list[Frame]:
+    """At most ``count`` of ``frames``, evenly spaced."""
+    step = max(1, math.ceil(len(frames) / count)) if count > 0 else len(frames) + 1
+    return list(frames[::step])[:count]
 
 
 def build_from_sources(

@@ -66,6 +66,7 @@ class Int8Verdict:
 
     passed: bool
     summary: str  # e.g. "MAE 0.05 vs 0.00 f32, recall 0.990 vs 1.000 (agreement with f32, 40 frames)"
+    confidence_scale: float = 1.0  # INT8 runs at this times the configured confidence (detectors.int8_gate)
 
 
 def choose_cpu_precision(

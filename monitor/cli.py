@@ -191,16 +191,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from monitor.config import file_path
     from monitor.runtime.calibration import camera_record_path, load_record
 
-    sources, sizes = [], set(args.imgsz or [])
+    # the gate compares at the threshold the cameras run (the lowest where they differ: near-threshold people
+    # are what INT8 loses); a calibrated camera runs its calibrated size and confidence
+    sources, sizes = [], dict.fromkeys(args.imgsz or [], settings.confidence)
     for name, camera in loaded.config.cameras.items():
         path = file_path(camera.detect_url, loaded.base_dir)
         sources.append(str(path) if path is not None else camera.detect_url)
-        if not args.imgsz:
-            record = load_record(camera_record_path(loaded, name))
-            sizes.add(record.choice.imgsz if record is not None and record.choice else loaded.detector_for(name).imgsz)
+        record = load_record(camera_record_path(loaded, name))
+        runs = record.choice if record is not None and record.choice else loaded.detector_for(name)
+        if args.imgsz:
+            sizes = {size: min(conf, runs.confidence) for size, conf in sizes.items()}
+        else:
+            sizes[runs.imgsz] = min(sizes.get(runs.imgsz, runs.confidence), runs.confidence)
     model = Path(resolve_model_path(settings, loaded.base_dir))
-    gate = GateSettings(settings.confidence, settings.iou)
-    for imgsz in sorted(sizes):
+    for imgsz, confidence in sorted(sizes.items()):
+        gate = GateSettings(confidence, settings.iou)
         try:
             built = build_from_sources(
                 model, imgsz, sources, args.frames or DEFAULT_CALIBRATION_FRAMES, DEFAULT_GATE_FRAMES, gate

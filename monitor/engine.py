@@ -10,6 +10,7 @@ to Redis; status is published by its own thread (monitor/status.py).
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 from collections.abc import Iterable
@@ -44,6 +45,8 @@ from monitor.incident import Incident
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.runtime.calibration import Calibrator, calibration_off, camera_job
 from monitor.runtime.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
+from monitor.runtime.int8_build import AFTER_S as INT8_AFTER_S
+from monitor.runtime.int8_build import Int8Builds
 from monitor.runtime.recovery import last_announced, plan_recovery
 from monitor.runtime.status import StatusReporter
 from monitor.store.disk import DiskGuard
@@ -107,6 +110,7 @@ class Engine:
         metrics: EngineMetrics | None = None,
         clock: Clock | None = None,
         node: str | None = None,
+        int8_after_s: float = INT8_AFTER_S,
     ) -> None:
         self.loaded = loaded
         self.node = node or socket.gethostname()  # its name in the cluster (``cluster:``)
@@ -124,6 +128,9 @@ class Engine:
         self._detectors_lock = threading.Lock()  # the calibrator builds detectors on its own thread
         # cameras without a hand-set size pick their setting from their first minutes (monitor/runtime/calibration.py)
         self.calibrator = Calibrator(self._detector_for, loaded.base_dir)
+        # where precision auto would run INT8 and none is built, build it in the background (runtime/int8_build.py)
+        self.int8_builds = None if detector is not None else Int8Builds(loaded.path, self.data_dir, int8_after_s)
+        self._reopened: queue.SimpleQueue[tuple[Detector, Detector]] = queue.SimpleQueue()  # (old, new)
         self.cameras = {} if clustered else {name: self._build_camera(name) for name in loaded.config.cameras}
         self._watcher = ConfigWatcher(loaded)
         self.disk = DiskGuard(self.data_dir, loaded.config.retention.min_free_mb)
@@ -268,6 +275,45 @@ class Engine:
                 cam.worker.max_side = None if result.settings.tiles else result.settings.imgsz
                 log.info("camera %s: detects with %s", cam.name, result.detector.describe())
 
+    def follow_int8_builds(self) -> None:
+        """Hand reopened detectors to their cameras; start or finish a background INT8 build."""
+        while not self._reopened.empty():
+            old, new = self._reopened.get()
+            for cam in self.cameras.values():
+                if cam.detector is old:
+                    cam.detector = new
+                    log.info("camera %s: detects with %s", cam.name, new.describe())
+        if self.int8_builds is None:
+            return
+        ended = self.int8_builds.poll(self._int8_sizes)
+        if ended is not None:  # opening a model compiles it: not on the loop's thread
+            threading.Thread(target=self._reopen_detectors, args=(ended,), name="int8-reopen", daemon=True).start()
+
+    def _int8_sizes(self) -> set[int]:
+        """Input sizes whose detectors would run INT8 under ``precision: auto`` but have no INT8 model built."""
+        from detectors.int8 import int8_wanted  # deferred: imports OpenVINO
+        from detectors.precision import read_cpu_info
+
+        flags = read_cpu_info().flags
+        with self._detectors_lock:
+            running = list(self._detectors.items())
+        return {s.imgsz for s, d in running if int8_wanted(s, d, self.loaded.base_dir, flags)}
+
+    def _reopen_detectors(self, size: int) -> None:
+        """Open the detectors at ``size`` again (they pick up the INT8 model if its gate passed)."""
+        with self._detectors_lock:
+            stale = [(s, d) for s, d in self._detectors.items() if s.imgsz == size]
+        for settings, old in stale:
+            try:
+                new = create_detector(settings, self.loaded.base_dir)
+            except DetectorError as exc:  # a broken build: the cameras keep the detector they have
+                log.warning("detector at imgsz %d not reopened after the INT8 build: %s", size, exc)
+                continue
+            with self._detectors_lock:
+                if self._detectors.get(settings) is old:
+                    self._detectors[settings] = new
+            self._reopened.put((old, new))
+
     def _stop_camera(
         self, cam: CameraRuntime, reason: str, wait: bool = True, keep_offline: bool = False, handoff: bool = False
     ) -> None:
@@ -320,6 +366,8 @@ class Engine:
         self.stop_event.set()
         self.frame_ready.set()  # wakes the loop
         self.calibrator.stop()
+        if self.int8_builds is not None:
+            self.int8_builds.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.status is not None:
@@ -364,6 +412,7 @@ class Engine:
                     self.check_health(clock.now())
                     self.tick_rules(clock.now())
                     self.apply_calibrations()
+                    self.follow_int8_builds()
                     self.reload_if_changed()
                     if self.ownership is not None:
                         self._follow_ownership()

@@ -57,7 +57,7 @@ def test_tiles_cost_more_than_a_plain_size_of_the_same_scale() -> None:
         assert plain.cost(VGA) < tiles.cost(VGA)
 
 
-def test_sample_like_heights_choose_1280_at_conf_025() -> None:
+def test_sample_like_heights_choose_1280_at_the_calibrated_confidence() -> None:
     """People 60-150 px in a 768x576 frame (the sample, as the reference pass sees it): 60 px * 1280/768 = 100."""
     heights = [61.0] * 6 + [80.0] * 60 + [140.0] * 34
     choice, evidence = choose_setting(heights, VGA, frames=12)
@@ -71,7 +71,7 @@ def test_sample_like_heights_choose_1280_at_conf_025() -> None:
 
 def test_large_people_choose_the_cheapest_size() -> None:
     choice, evidence = choose_setting([160.0, 180.0, 200.0, 220.0, 300.0] * 3, VGA)
-    assert choice == Choice(640, 0.25)
+    assert choice == Choice(640, CALIBRATED_CONFIDENCE)
     assert evidence.scaled_px is not None and evidence.scaled_px >= MIN_HEIGHT_PX
 
 
@@ -80,7 +80,7 @@ def test_people_too_small_for_any_plain_size_get_tiles_then_the_largest_scale() 
     choice, _ = choose_setting([90.0] * 20, hd)  # needs x1.11: plain 1600 is x0.83, 2x2 tiles at 960 x0.83...
     assert choice is not None and choice.grid == (2, 2)
     choice, evidence = choose_setting([20.0] * 20, hd)  # hopeless: the most enlarging candidate, said so
-    assert choice == Choice(1600, 0.25, (2, 2))
+    assert choice == Choice(1600, CALIBRATED_CONFIDENCE, (2, 2))
     assert "may be missed" in evidence.reason
 
 

@@ -116,3 +116,60 @@ def test_monitor_export_int8_builds_for_the_configured_cameras(tmp_path: Path, s
     assert find_int8(model, IMGSZ) is not None or "REFUSED" in first.stdout
     again = subprocess.run([*command, "--frames", "16"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "(cached)" in again.stdout, again.stdout + again.stderr
+
+
+def test_engine_builds_int8_in_the_background_and_switches_its_camera(
+    model_copy: Path, square_mp4: Path, tmp_path: Path
+) -> None:
+    """`precision: auto` on a VNNI CPU with no INT8 model: the running engine builds one (a niced
+    `monitor export --int8` process), keeps detecting at its rate meanwhile, then runs the camera on it."""
+    import threading
+    import time
+
+    import yaml
+
+    from detectors.precision import INT8_FLAGS
+    from monitor.config import load_config
+    from monitor.engine import Engine
+
+    if not any(flag in read_cpu_info().flags for flag in INT8_FLAGS):
+        pytest.skip("this CPU has no VNNI/AMX-INT8: precision auto would not run INT8 here")
+    size = IMGSZ - 32  # a size no other test quantizes
+    assert find_int8(model_copy, size) is None
+    config = tmp_path / "streams.yaml"
+    camera = {"url": str(square_mp4), "detect_fps": 2, "detector": {"imgsz": size, "calibrate": False}}
+    data = {"data_dir": str(tmp_path / "data"), "detector": {"model": str(model_copy)}, "cameras": {"plaza": camera}}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    engine = Engine(load_config(config), node="int8-test", int8_after_s=0.0)
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while engine.int8_builds is None or engine.int8_builds.running != size:
+            assert time.monotonic() < deadline, "the INT8 build did not start"
+            time.sleep(0.1)
+        cam = engine.cameras["plaza"]
+        assert cam.detector is not None and "no INT8 model is built yet" in cam.detector.describe()
+        started, before = time.monotonic(), cam.detections
+        deadline = time.monotonic() + 300
+        while engine.int8_builds.running == size:
+            assert time.monotonic() < deadline, "the INT8 build did not end"
+            time.sleep(0.1)
+        took, detected = time.monotonic() - started, cam.detections - before
+        assert took > 5 and detected >= 0.8 * 2 * took, (took, detected)  # the camera kept its 2 detections/s
+        built = find_int8(model_copy, size)
+        assert built is not None  # passed or refused, it is cached: no build at the next start
+        # the camera's detector is reopened and runs what auto chooses with this verdict (INT8 at its fitted
+        # threshold if the gate passed; else as before, saying the gate refused it)
+        want, why = choose_cpu_precision(read_cpu_info().flags, "auto", built.verdict)
+        deadline = time.monotonic() + 60
+        while f"precision {want}: {why}" not in cam.detector.describe():
+            assert time.monotonic() < deadline, (cam.detector.describe(), want, why)
+            time.sleep(0.1)
+        assert (str(built.path) in cam.detector.describe()) == built.verdict.passed
+        assert engine.int8_builds.tried == {size}  # built once; nothing else wanted
+        assert (tmp_path / "data" / f"int8-build-{size}.log").read_text().count(f"imgsz {size}: ") == 1
+    finally:
+        engine.stop_event.set()
+        thread.join(60)
+    assert not thread.is_alive()

@@ -27,8 +27,8 @@ import numpy.typing as npt
 
 from detectors import DEFAULT_MODEL_SHA256, Detector, DetectorConfig, create_detector
 from detectors.calibration import (
-    CALIBRATED_CONFIDENCE,
     METHOD,
+    REFERENCE_CONFIDENCE,
     Calibration,
     Choice,
     choose_setting,
@@ -129,7 +129,7 @@ def reusable(record: Calibration | None, model: str, frame_size: tuple[int, int]
 def reference_settings(settings: DetectorConfig, frame_size: tuple[int, int]) -> DetectorConfig:
     """The reference pass's settings: ``settings`` at imgsz 1600 (tiles on large frames), confidence 0.25."""
     ref = reference_candidate(frame_size)
-    return Choice(ref.imgsz, CALIBRATED_CONFIDENCE, ref.grid).apply(settings)
+    return Choice(ref.imgsz, REFERENCE_CONFIDENCE, ref.grid).apply(settings)
 
 
 def measure(detector: Detector, image: Image, scale: float = 1.0) -> list[float]:
@@ -148,7 +148,7 @@ def decide(
         state="calibrated" if choice is not None else "no_people",
         choice=choice,
         evidence=evidence,
-        reference=reference_candidate(frame_size).label + f", conf {CALIBRATED_CONFIDENCE:g}",
+        reference=reference_candidate(frame_size).label + f", conf {REFERENCE_CONFIDENCE:g}",
         frame_size=frame_size,
         at=time.time() if at is None else at,
         model=model,

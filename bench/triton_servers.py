@@ -11,7 +11,7 @@ measures, at imgsz 640 on 768x576 frames of sample_videos/square.mp4:
 * two nodes (threads, 2 cameras = 2 frames per request each) for ``--seconds``: Triton's mean batch from its
   own metrics, per queue delay.
 
-    PYTHONPATH=. .venv/bin/python bench/triton.py [--seconds 15]
+    PYTHONPATH=. .venv/bin/python bench/triton_servers.py [--seconds 15]
 """
 
 from __future__ import annotations

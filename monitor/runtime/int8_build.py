@@ -1,0 +1,109 @@
+"""Build the INT8 model in the background where ``precision: auto`` would run it (#15).
+
+Other exports are built on first use; INT8 needs frames of the cameras and about a minute of CPU per size
+(NNCF statistics, then the accuracy gate: bench/RESULTS.md), so the engine starts on bf16/f32 and builds it
+once it has settled: ``AFTER_S`` after start, past the two minutes in which cameras calibrate their size.
+The build is ``monitor export --int8`` (the command an integrator can run by hand: the cameras' own frames, the
+gate, the cache) in its own niced process group, one size at a time, so neither a crash nor the memory NNCF
+takes touches the detection loop. When it ends, the engine reopens the detectors at that size on a side thread
+(the loop never waits for a model to compile) and hands them to the cameras: INT8 if the gate passed, the same
+precision as before, saying why, if it refused. A refusal is cached like a pass: nothing is rebuilt at the next
+start. ``precision: bf16`` or ``fp32`` in streams.yaml means no background build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("monitor.int8")
+
+AFTER_S = 600.0  # settle first: start-up, calibration and the first incidents come before a minute of quantizing
+NICE = 19
+
+
+class Int8Builds:
+    """Runs ``monitor export --int8 --imgsz N`` for each wanted size once, one at a time, below the engine."""
+
+    def __init__(self, config_path: Path, log_dir: Path, after_s: float = AFTER_S) -> None:
+        self.config_path = config_path
+        self.log_dir = log_dir
+        self.after_s = after_s
+        self.started_at = time.monotonic()
+        self.tried: set[int] = set()
+        self._running: tuple[int, subprocess.Popen[bytes]] | None = None
+
+    @property
+    def running(self) -> int | None:
+        """The size being built now, if any."""
+        return None if self._running is None else self._running[0]
+
+    def poll(self, wanted: Callable[[], set[int]]) -> int | None:
+        """Start the next build when due; returns the size whose build has just ended (else None).
+
+        ``wanted`` (the sizes whose detectors would run INT8 but have none built) is only asked when a build
+        could start, so its file-system look-ups cost nothing in between.
+        """
+        if self._running is not None:
+            size, proc = self._running
+            code = proc.poll()
+            if code is None:
+                return None
+            self._running = None
+            if code == 0:
+                log.info("INT8 build at imgsz %d finished (log: %s)", size, self._log_path(size))
+            else:  # exit 1: the gate refused it (cached) or the build failed; either way the detectors say why
+                log.warning("INT8 build at imgsz %d ended with exit %d (log: %s)", size, code, self._log_path(size))
+            return size
+        if time.monotonic() - self.started_at < self.after_s:
+            return None
+        todo = sorted(wanted() - self.tried)
+        if todo:
+            self._start(todo[0])
+        return None
+
+    def _log_path(self, size: int) -> Path:
+        return self.log_dir / f"int8-build-{size}.log"
+
+    def _start(self, size: int) -> None:
+        self.tried.add(size)  # once per engine run: a failed build is not retried in a loop
+        # coreutils nice execs the CLI (same pid): no preexec_fn, which is unsafe in a process with threads
+        command = ["nice", "-n", str(NICE), sys.executable, "-m", "monitor", "export", "--int8"]
+        command += ["-c", str(self.config_path), "--imgsz", str(size)]
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._log_path(size), "wb") as out:
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stop() ends NNCF's workers too
+                )
+        except OSError as exc:  # a full disk or no fork: INT8 waits for the next start, detection goes on
+            log.warning("INT8 build at imgsz %d not started: %s", size, exc)
+            return
+        self._running = (size, proc)
+        log.info("INT8 build at imgsz %d started in the background (pid %d, nice %d)", size, proc.pid, NICE)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End a build in progress (its half-made files are in a temporary folder the cache ignores)."""
+        if self._running is None:
+            return
+        _size, proc = self._running
+        self._running = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
