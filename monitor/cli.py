@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         "--imgsz", type=int, action="append", help="input size (repeatable; default: every size the cameras use)"
     )
     export.add_argument("--frames", type=int, default=None, help="calibration frames (default 128)")
+    export.add_argument(
+        "--camera", action="append", help="calibrate on this camera's frames only (repeatable; default: all)"
+    )
     export.set_defaults(func=cmd_export)
     incidents = command("incidents", "list incidents, newest first")
     incidents.add_argument("--json", action="store_true", help="JSON Lines, one incident per line")
@@ -193,8 +196,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     # the gate compares at the threshold the cameras run (the lowest where they differ: near-threshold people
     # are what INT8 loses); a calibrated camera runs its calibrated size and confidence
+    unknown = sorted(set(args.camera or []) - set(loaded.config.cameras))
+    if unknown:
+        print(f"unknown camera(s) {', '.join(unknown)} (known: {', '.join(loaded.config.cameras)})", file=sys.stderr)
+        return 1
     sources, sizes = [], dict.fromkeys(args.imgsz or [], settings.confidence)
     for name, camera in loaded.config.cameras.items():
+        if args.camera and name not in args.camera:
+            continue
         path = file_path(camera.detect_url, loaded.base_dir)
         sources.append(str(path) if path is not None else camera.detect_url)
         record = load_record(camera_record_path(loaded, name))

@@ -289,15 +289,21 @@ class Engine:
         if ended is not None:  # opening a model compiles it: not on the loop's thread
             threading.Thread(target=self._reopen_detectors, args=(ended,), name="int8-reopen", daemon=True).start()
 
-    def _int8_sizes(self) -> set[int]:
-        """Input sizes whose detectors would run INT8 under ``precision: auto`` but have no INT8 model built."""
+    def _int8_sizes(self) -> dict[int, list[str]]:
+        """Input sizes whose detectors would run INT8 under ``precision: auto`` but have no INT8 model built,
+        with the cameras running at each."""
         from detectors.int8 import int8_wanted  # deferred: imports OpenVINO
         from detectors.precision import read_cpu_info
 
         flags = read_cpu_info().flags
         with self._detectors_lock:
             running = list(self._detectors.items())
-        return {s.imgsz for s, d in running if int8_wanted(s, d, self.loaded.base_dir, flags)}
+        wanted = {id(d): s.imgsz for s, d in running if int8_wanted(s, d, self.loaded.base_dir, flags)}
+        sizes: dict[int, list[str]] = {}
+        for cam in self.cameras.values():
+            if id(cam.detector) in wanted:
+                sizes.setdefault(wanted[id(cam.detector)], []).append(cam.name)
+        return sizes
 
     def _reopen_detectors(self, size: int) -> None:
         """Open the detectors at ``size`` again (they pick up the INT8 model if its gate passed)."""

@@ -116,6 +116,10 @@ def test_monitor_export_int8_builds_for_the_configured_cameras(tmp_path: Path, s
     assert find_int8(model, IMGSZ) is not None or "REFUSED" in first.stdout
     again = subprocess.run([*command, "--frames", "16"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "(cached)" in again.stdout, again.stdout + again.stderr
+    only = subprocess.run([*command, "--frames", "16", "--camera", "plaza"], capture_output=True, text=True)
+    assert only.returncode == 0 and "(cached)" in only.stdout  # the same camera's frames: the same model
+    wrong = subprocess.run([*command, "--camera", "gate"], capture_output=True, text=True, timeout=600)
+    assert wrong.returncode == 1 and "unknown camera(s) gate (known: plaza)" in wrong.stderr
 
 
 def test_engine_builds_int8_in_the_background_and_switches_its_camera(

@@ -3,12 +3,12 @@
 Other exports are built on first use; INT8 needs frames of the cameras and about a minute of CPU per size
 (NNCF statistics, then the accuracy gate: bench/RESULTS.md), so the engine starts on bf16/f32 and builds it
 once it has settled: ``AFTER_S`` after start, past the two minutes in which cameras calibrate their size.
-The build is ``monitor export --int8`` (the command an integrator can run by hand: the cameras' own frames, the
-gate, the cache) in its own niced process group, one size at a time, so neither a crash nor the memory NNCF
-takes touches the detection loop. When it ends, the engine reopens the detectors at that size on a side thread
-(the loop never waits for a model to compile) and hands them to the cameras: INT8 if the gate passed, the same
-precision as before, saying why, if it refused. A refusal is cached like a pass: nothing is rebuilt at the next
-start. ``precision: bf16`` or ``fp32`` in streams.yaml means no background build.
+The build is ``monitor export --int8`` (the command an integrator can run by hand: the frames of the cameras
+that run at that size, the gate, the cache) in its own niced process group, one size at a time, so neither a
+crash nor the memory NNCF takes touches the detection loop. When it ends, the engine reopens the detectors at
+that size on a side thread (the loop never waits for a model to compile) and hands them to the cameras: INT8 if
+the gate passed, the same precision as before, saying why, if it refused. A refusal is cached like a pass:
+nothing is rebuilt at the next start. ``precision: bf16`` or ``fp32`` in streams.yaml means no background build.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 log = logging.getLogger("monitor.int8")
 
 AFTER_S = 600.0  # settle first: start-up, calibration and the first incidents come before a minute of quantizing
+LOOK_EVERY_S = 60.0  # then look for sizes without an INT8 model this often (a changed config or calibration)
 NICE = 19
 
 
@@ -39,17 +40,19 @@ class Int8Builds:
         self.started_at = time.monotonic()
         self.tried: set[int] = set()
         self._running: tuple[int, subprocess.Popen[bytes]] | None = None
+        self._looked: float | None = None
 
     @property
     def running(self) -> int | None:
         """The size being built now, if any."""
         return None if self._running is None else self._running[0]
 
-    def poll(self, wanted: Callable[[], set[int]]) -> int | None:
+    def poll(self, wanted: Callable[[], dict[int, list[str]]]) -> int | None:
         """Start the next build when due; returns the size whose build has just ended (else None).
 
-        ``wanted`` (the sizes whose detectors would run INT8 but have none built) is only asked when a build
-        could start, so its file-system look-ups cost nothing in between.
+        ``wanted``: the sizes whose detectors would run INT8 but have none built, with the cameras running at
+        each (the build samples those only: on a cluster node, its own cameras). It is only asked when a build
+        could start, and at most every ``LOOK_EVERY_S``, so its file-system look-ups cost nothing in between.
         """
         if self._running is not None:
             size, proc = self._running
@@ -62,21 +65,29 @@ class Int8Builds:
             else:  # exit 1: the gate refused it (cached) or the build failed; either way the detectors say why
                 log.warning("INT8 build at imgsz %d ended with exit %d (log: %s)", size, code, self._log_path(size))
             return size
-        if time.monotonic() - self.started_at < self.after_s:
+        now = time.monotonic()
+        if now - self.started_at < self.after_s or (self._looked is not None and now - self._looked < LOOK_EVERY_S):
             return None
-        todo = sorted(wanted() - self.tried)
+        self._looked = now
+        todo = {size: cameras for size, cameras in wanted().items() if size not in self.tried and cameras}
         if todo:
-            self._start(todo[0])
+            size = min(todo)
+            self._start(size, todo[size])
         return None
 
     def _log_path(self, size: int) -> Path:
         return self.log_dir / f"int8-build-{size}.log"
 
-    def _start(self, size: int) -> None:
-        self.tried.add(size)  # once per engine run: a failed build is not retried in a loop
-        # coreutils nice execs the CLI (same pid): no preexec_fn, which is unsafe in a process with threads
+    def command(self, size: int, cameras: list[str]) -> list[str]:
+        """The build's command line (coreutils nice execs the CLI, same pid: no preexec_fn, which is unsafe
+        in a process with threads)."""
         command = ["nice", "-n", str(NICE), sys.executable, "-m", "monitor", "export", "--int8"]
         command += ["-c", str(self.config_path), "--imgsz", str(size)]
+        return command + [arg for name in sorted(cameras) for arg in ("--camera", name)]
+
+    def _start(self, size: int, cameras: list[str]) -> None:
+        self.tried.add(size)  # once per engine run: a failed build is not retried in a loop
+        command = self.command(size, cameras)
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self._log_path(size), "wb") as out:
