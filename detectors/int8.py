@@ -240,17 +240,14 @@ def ensure_int8(
         return model
 
 
-def int8_wanted(config: DetectorConfig, detector: object, base_dir: Path | None, flags: frozenset[str]) -> bool:
-    """Would ``precision: auto`` run ``detector`` in INT8 if its model were built? OpenVINO on a CPU with
-    VNNI/AMX-INT8, a local .pt model, no tiles, and no INT8 model at this size yet (one the gate refused counts
-    as built: it is not built again)."""
-    from detectors import resolve_model_path  # deferred: the package imports this module's users
-
+def int8_wanted(config: DetectorConfig, detector: object, source: str | Path, flags: frozenset[str]) -> bool:
+    """Would ``precision: auto`` run ``detector`` (of the model at ``source``) in INT8 if its model were built?
+    OpenVINO on a CPU with VNNI/AMX-INT8, a local .pt model, no tiles, and no INT8 model at this size yet (one
+    the gate refused counts as built: it is not built again)."""
     if config.precision != "auto" or config.tiles is not None or getattr(detector, "backend", None) != "openvino":
         return False
     if not any(flag in flags for flag in INT8_FLAGS):
         return False
-    source = resolve_model_path(config, base_dir)
     return isinstance(source, Path) and source.suffix == ".pt" and find_int8(source, config.imgsz) is None
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
-from detectors import Detector, DetectorConfig, DetectorError, create_detector
+from detectors import Detector, DetectorConfig, DetectorError, create_detector, resolve_model_path
 from monitor.actions.announce import Announcer, never_held
 from monitor.actions.broadcaster import Broadcaster
 from monitor.actions.dispatcher import (
@@ -298,7 +298,8 @@ class Engine:
         flags = read_cpu_info().flags
         with self._detectors_lock:
             running = list(self._detectors.items())
-        wanted = {id(d): s.imgsz for s, d in running if int8_wanted(s, d, self.loaded.base_dir, flags)}
+        base = self.loaded.base_dir
+        wanted = {id(d): s.imgsz for s, d in running if int8_wanted(s, d, resolve_model_path(s, base), flags)}
         sizes: dict[int, list[str]] = {}
         for cam in self.cameras.values():
             if id(cam.detector) in wanted:
