@@ -180,6 +180,20 @@ def _threads_cpu() -> dict[int, tuple[str, float]]:
     return out
 
 
+def _threads_wakeups() -> dict[int, int]:
+    """Voluntary context switches (a thread blocking, then being woken) of every thread of this process."""
+    out: dict[int, int] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/status") as fh:
+                for line in fh:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        out[int(tid)] = int(line.split()[1])
+        except OSError:
+            continue
+    return out
+
+
 def _rss_mb() -> tuple[float, float]:
     """(current, peak) resident memory of this process in MB."""
     values: dict[str, float] = {}
@@ -240,6 +254,7 @@ def _measure(
     time.sleep(settle_s)  # settle: first-open bursts and model warm-up are not steady state
     kids = children()
     cpu0, threads0, kids0 = _proc_cpu(), _threads_cpu(), sum(_proc_cpu(pid) for pid in kids)
+    wakeups0 = _threads_wakeups()
     with tally.lock:
         tally.measuring = True
     t0 = time.monotonic()
@@ -250,7 +265,7 @@ def _measure(
     window = time.monotonic() - t0
     cpu = _proc_cpu() - cpu0
     child_cpu = sum(_proc_cpu(pid) for pid in kids) - kids0
-    threads1 = _threads_cpu()
+    threads1, wakeups1 = _threads_cpu(), _threads_wakeups()
     decode = sum(
         c1 - threads0.get(tid, (name, 0.0))[1]
         for tid, (name, c1) in threads1.items()
@@ -258,9 +273,11 @@ def _measure(
     )
     by_role: dict[str, float] = {}  # Python threads by name; threads the runtimes start natively are "native"
     py_names = {t.native_id: t.name.split(" (")[0].rstrip("_0123456789") for t in threading.enumerate()}
+    wakeups_by_role: dict[str, int] = {}  # how often each role's threads blocked and were woken again
     for tid, (name, c1) in threads1.items():
         role = "ingest" if tid in decode_tids or name.startswith("av:") else py_names.get(tid, "native")
         by_role[role] = by_role.get(role, 0.0) + c1 - threads0.get(tid, (name, 0.0))[1]
+        wakeups_by_role[role] = wakeups_by_role.get(role, 0) + wakeups1.get(tid, 0) - wakeups0.get(tid, 0)
     per_camera = DETECT_FPS * window
     scheduled = per_camera * tally.cameras
     missing = sum(max(0.0, per_camera - c) for c in counts)  # per camera: one fast camera cannot hide a slow one
@@ -285,6 +302,7 @@ def _measure(
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(peak, 1),
         "cpu_cores_by_thread": {k: round(v / window, 4) for k, v in sorted(by_role.items(), key=lambda kv: -kv[1])},
+        "wakeups_per_s_by_thread": {k: round(v / window, 1) for k, v in sorted(wakeups_by_role.items())},
     }
 
 
@@ -634,7 +652,8 @@ def _threads_line(trial_: Trial) -> str:
     """Cores by thread role of one trial (the fixed-overhead view), plus the embedded Redis."""
     f = trial_.figures
     roles = " ".join(f"{k}={v:.4f}" for k, v in f.get("cpu_cores_by_thread", {}).items() if v >= 0.0005)
-    return f"    threads (cores): {roles}; embedded redis {f.get('child_cores', 0.0):.4f}"
+    wakeups = " ".join(f"{k}={v:g}" for k, v in f.get("wakeups_per_s_by_thread", {}).items() if v >= 1)
+    return f"    threads (cores): {roles}; embedded redis {f.get('child_cores', 0.0):.4f}\n    wake-ups/s: {wakeups}"
 
 
 def main(argv: list[str] | None = None) -> int:

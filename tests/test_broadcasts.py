@@ -243,3 +243,32 @@ def test_page_shows_the_schedule_and_a_recorded_play(
         row = page.inner_text('#play-log tr[data-broadcast="morning"]')
         assert "horn" in row and "played" in row and "1/1" in row
         assert "disperse_en.wav" in page.inner_text('#broadcast-list tr[data-name="morning"]')
+
+
+def test_an_idle_scheduler_sleeps_and_wakes_when_configured_or_stopped(tmp_path: Path, redis_url: str) -> None:
+    """No broadcasts (most cameras' configs): the thread does not read the clock 4 times a second (a fixed cost
+    of small deployments, #15); a broadcast added by a reload is scheduled at once, and stop() is prompt."""
+
+    class Counting(Broadcaster):
+        ticks = 0
+
+        def tick(self) -> None:
+            Counting.ticks += 1
+            super().tick()
+
+    clock = ManualClock(SLOT - 10)
+    scheduler = Counting(clock, tmp_path / "data", redis.Redis.from_url(redis_url), lambda: None).start({})
+    try:
+        time.sleep(1.5)
+        idle = Counting.ticks
+        assert idle <= 2, idle  # the first round (delivering a previous run's records), then asleep
+        broadcast = Broadcast("b", ("horn",), BroadcastTimes((450,), timezone="Asia/Shanghai"), ANNOUNCEMENT)
+        scheduler.configure({"b": broadcast})
+        time.sleep(1.0)
+        assert Counting.ticks >= idle + 3  # ticking again without waiting out the idle sleep
+        scheduler.configure({})
+        time.sleep(0.5)  # let the round in progress end
+    finally:
+        started = time.monotonic()
+        scheduler.stop()
+        assert time.monotonic() - started < 2.0

@@ -37,6 +37,7 @@ from speakers.tts import TtsError, speak
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25  # how often the clock is read (a slot plays at most this late)
+IDLE_S = 60.0  # nothing configured, queued or undelivered: the thread sleeps until configure() or stop() wakes it
 DEADLINE_S = 300.0  # a broadcast queued behind other announcements still plays if it waited less than this
 MAX_BACKOFF_S = 30.0
 
@@ -94,7 +95,7 @@ class Broadcaster:
         self._cursor: dict[str, float] = {}  # slots at or before this clock time are handled
         self._waiting: list[Play] = []  # repeats waiting for their gap
         self._playing: dict[int, Play] = {}
-        self._results: queue.Queue[tuple[int, PlaybackResult]] = queue.Queue()
+        self._results: queue.Queue[tuple[int, PlaybackResult | None]] = queue.Queue()  # None: only a wake-up
         self._undelivered = True  # records a previous run left in the ledger
         self._retry_at, self._backoff = 0.0, 0.5
         self.last_error: str | None = None
@@ -118,11 +119,17 @@ class Broadcaster:
             self._cursor = {name: self._cursor.get(name, now) for name in broadcasts}
             self._waiting = [p for p in self._waiting if p.broadcast.name in broadcasts]
             self._broadcasts = dict(broadcasts)
+        self._results.put((0, None))  # an idle thread looks again now
+
+    def _busy(self) -> bool:
+        """Anything to schedule, play or deliver (else the thread need not read the clock 4 times a second)."""
+        with self._lock:
+            return bool(self._broadcasts or self._waiting or self._playing) or self._undelivered
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._collect(self.tick_s)
+                self._collect(self.tick_s if self._busy() else IDLE_S)
                 self.tick()
                 self._deliver()
             except Exception:  # a bug here must not end the broadcasts for good
@@ -187,8 +194,8 @@ class Broadcaster:
             return
         while True:
             key, result = item
-            play = self._playing.get(key)
-            if play is not None:
+            play = self._playing.get(key) if result is not None else None
+            if play is not None and result is not None:
                 play.results.append(result)
                 if len(play.results) >= play.expected:
                     self._finish(self._playing.pop(key))
@@ -229,6 +236,7 @@ class Broadcaster:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop scheduling; record the results that came in, deliver what Redis takes now, keep the rest."""
         self._stop.set()
+        self._results.put((0, None))  # ends an idle wait at once
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._collect(0.0)
