@@ -195,6 +195,8 @@ class Engine:
             self._start_camera(cam)
         if self.ownership is not None:
             self.ownership.start()
+        if self.int8_builds is not None:
+            self.int8_builds.start(self._int8_sizes, self._reopen_detectors)
 
     def _connect(self) -> redis.Redis:
         """A client for the configured Redis, or the embedded one; an unreachable server is retried later."""
@@ -275,23 +277,18 @@ class Engine:
                 cam.worker.max_side = None if result.settings.tiles else result.settings.imgsz
                 log.info("camera %s: detects with %s", cam.name, result.detector.describe())
 
-    def follow_int8_builds(self) -> None:
-        """Hand reopened detectors to their cameras; start or finish a background INT8 build."""
+    def apply_reopened_detectors(self) -> None:
+        """Hand the detectors reopened after an INT8 build (on the build thread) to their cameras."""
         while not self._reopened.empty():
             old, new = self._reopened.get()
             for cam in self.cameras.values():
                 if cam.detector is old:
                     cam.detector = new
                     log.info("camera %s: detects with %s", cam.name, new.describe())
-        if self.int8_builds is None:
-            return
-        ended = self.int8_builds.poll(self._int8_sizes)
-        if ended is not None:  # opening a model compiles it: not on the loop's thread
-            threading.Thread(target=self._reopen_detectors, args=(ended,), name="int8-reopen", daemon=True).start()
 
     def _int8_sizes(self) -> dict[int, list[str]]:
         """Input sizes whose detectors would run INT8 under ``precision: auto`` but have no INT8 model built,
-        with the cameras running at each."""
+        with the cameras running at each (on the INT8 build thread: it reads files)."""
         from detectors.int8 import int8_wanted  # deferred: imports OpenVINO
         from detectors.precision import read_cpu_info
 
@@ -301,13 +298,14 @@ class Engine:
         base = self.loaded.base_dir
         wanted = {id(d): s.imgsz for s, d in running if int8_wanted(s, d, resolve_model_path(s, base), flags)}
         sizes: dict[int, list[str]] = {}
-        for cam in self.cameras.values():
+        for cam in list(self.cameras.values()):  # one copy: the loop may change the dict meanwhile
             if id(cam.detector) in wanted:
                 sizes.setdefault(wanted[id(cam.detector)], []).append(cam.name)
         return sizes
 
     def _reopen_detectors(self, size: int) -> None:
-        """Open the detectors at ``size`` again (they pick up the INT8 model if its gate passed)."""
+        """Open the detectors at ``size`` again (they pick up the INT8 model if its gate passed); the loop hands
+        them to the cameras (``apply_reopened_detectors``)."""
         with self._detectors_lock:
             stale = [(s, d) for s, d in self._detectors.items() if s.imgsz == size]
         for settings, old in stale:
@@ -419,7 +417,7 @@ class Engine:
                     self.check_health(clock.now())
                     self.tick_rules(clock.now())
                     self.apply_calibrations()
-                    self.follow_int8_builds()
+                    self.apply_reopened_detectors()
                     self.reload_if_changed()
                     if self.ownership is not None:
                         self._follow_ownership()

@@ -94,3 +94,22 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] if Path(f"/proc/{pid}").exists() else "X"
     return status != "Z"  # a zombie has ended (its parent, gone too, was not ours to reap)
+
+
+def test_builds_run_on_their_own_thread_and_report_each_end(tmp_path: Path) -> None:
+    """The engine's loop never waits on the look-ups or the build: a thread polls and calls back."""
+    import threading
+
+    ended: list[tuple[int, str]] = []
+    builds = Scripted(tmp_path, "sleep 0.3")
+    builds.start(lambda: {480: ["plaza"]}, lambda size: ended.append((size, threading.current_thread().name)))
+    try:
+        deadline = time.monotonic() + 10
+        while not ended:
+            assert time.monotonic() < deadline, "the build's end was not reported"
+            time.sleep(0.05)
+        assert ended == [(480, "int8-build")] and builds.tried == {480}
+    finally:
+        started = time.monotonic()
+        builds.stop()
+        assert time.monotonic() - started < 2.0  # the thread's wait ends at once

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ log = logging.getLogger("monitor.int8")
 
 AFTER_S = 600.0  # settle first: start-up, calibration and the first incidents come before a minute of quantizing
 LOOK_EVERY_S = 60.0  # then look for sizes without an INT8 model this often (a changed config or calibration)
+RUNNING_POLL_S = 1.0  # while a build runs: how often its end is checked
 NICE = 19
 
 
@@ -41,6 +43,34 @@ class Int8Builds:
         self.tried: set[int] = set()
         self._running: tuple[int, subprocess.Popen[bytes]] | None = None
         self._looked: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, wanted: Callable[[], dict[int, list[str]]], ended: Callable[[int], None]) -> None:
+        """Run ``poll`` on a thread of its own (its look-ups read files; the detection loop must not wait on
+        them); ``ended(size)`` runs on that thread when a build ends."""
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    size = self.poll(wanted)
+                    if size is not None:
+                        ended(size)
+                except Exception:  # a bug here must not leave a build unwatched or end the engine
+                    log.exception("INT8 background build")
+                self._stop.wait(self._next_wait())
+
+        self._thread = threading.Thread(target=run, name="int8-build", daemon=True)
+        self._thread.start()
+
+    def _next_wait(self) -> float:
+        """Seconds until ``poll`` has something to do: a running build's end, the settling time, the next look."""
+        if self._running is not None:
+            return RUNNING_POLL_S
+        now = time.monotonic()
+        settled_at = self.started_at + self.after_s
+        next_look = settled_at if self._looked is None else max(settled_at, self._looked + LOOK_EVERY_S)
+        return max(0.05, next_look - now)
 
     @property
     def running(self) -> int | None:
@@ -105,7 +135,11 @@ class Int8Builds:
         log.info("INT8 build at imgsz %d started in the background (pid %d, nice %d)", size, proc.pid, NICE)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """End a build in progress (its half-made files are in a temporary folder the cache ignores)."""
+        """End the thread and a build in progress (its half-made files are in a temporary folder the cache
+        ignores)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
         if self._running is None:
             return
         _size, proc = self._running
