@@ -29,6 +29,7 @@ from detectors.base import Detector
 from detectors.calibration import CALIBRATED_CONFIDENCE
 from detectors.export import ExportSettings, ensure_export
 from detectors.int8 import GateSettings, ensure_int8, open_ir
+from detectors.precision import at_int8_threshold
 from monitor.evaluate import decode_frames, frame_total, load_mot, score_frames, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             # INT8 is measured even when its gate refused it (create_detector would then run bf16/f32).
             fp32 = ensure_export(model, ExportSettings("openvino"))
             if precision == "int8":  # at the threshold its gate fitted (what create_detector runs it at)
-                scaled = config.model_copy(update={"confidence": config.confidence * int8.verdict.confidence_scale})
-                detector: Detector = open_ir(scaled, fp32, int8.path, "INT8")
+                detector: Detector = open_ir(at_int8_threshold(config, int8.verdict), fp32, int8.path, "INT8")
             else:
                 detector = create_detector(config)
             ms, boxes, described = run_ours(detector, gt_images)

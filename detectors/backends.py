@@ -10,7 +10,7 @@ from detectors.base import Detector, DetectorError
 from detectors.config import DetectorConfig
 from detectors.export import ExportFormat, ExportSettings, ensure_export
 from detectors.native import NativeDetector, Runner, inference_parallelism
-from detectors.precision import CpuPrecision, choose_cpu_precision, read_cpu_info
+from detectors.precision import CpuPrecision, Int8Verdict, at_int8_threshold, choose_cpu_precision, read_cpu_info
 from detectors.select import BackendChoice
 from detectors.yolo import UltralyticsDetector
 
@@ -38,10 +38,10 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
         if choice.backend == "openvino":
             from detectors.openvino_backend import OpenVinoRunner
 
-            path, hint, why, scale = openvino_precision(config, source, exported.path)
+            path, hint, why, int8 = openvino_precision(config, source, exported.path)
             exported = replace(exported, path=path, directory=path.parent)  # the INT8 IR where chosen
-            # INT8 runs at the threshold its gate fitted to match f32's operating point (detectors.int8_gate)
-            config = config.model_copy(update={"confidence": round(config.confidence * scale, 4)})
+            if int8 is not None:  # INT8 runs at the threshold its gate fitted to match f32
+                config = at_int8_threshold(config, int8)
             runner = OpenVinoRunner(path, threads, streams, precision=hint)
             choice = BackendChoice(choice.backend, f"{choice.reason}; {why}", choice.device)
         else:
@@ -53,9 +53,11 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
     return NativeDetector(config, runner, exported, source.name, choice.backend, choice.reason)
 
 
-def openvino_precision(config: DetectorConfig, source: Path, fp32: Path) -> tuple[Path, str, str, float]:
-    """(IR to load, OpenVINO precision hint, why, confidence scale) for this CPU and ``config.precision``; logs
-    the choice. The scale is the INT8 gate's fitted one where INT8 runs, else 1."""
+def openvino_precision(
+    config: DetectorConfig, source: Path, fp32: Path
+) -> tuple[Path, str, str, Int8Verdict | None]:
+    """(IR to load, OpenVINO precision hint, why, the INT8 gate's verdict where INT8 runs) for this CPU and
+    ``config.precision``; logs the choice."""
     from detectors.int8 import find_int8  # deferred: only OpenVINO needs it
 
     cpu = read_cpu_info()
@@ -63,5 +65,5 @@ def openvino_precision(config: DetectorConfig, source: Path, fp32: Path) -> tupl
     precision, why = choose_cpu_precision(cpu.flags, config.precision, int8.verdict if int8 else None)
     log.info("detector precision %s at imgsz %d: %s (%s)", precision, config.imgsz, why, cpu.model)
     if precision == "int8" and int8 is not None:
-        return int8.path, _HINT[precision], f"precision {precision}: {why}", int8.verdict.confidence_scale
-    return fp32, _HINT[precision], f"precision {precision}: {why}", 1.0
+        return int8.path, _HINT[precision], f"precision {precision}: {why}", int8.verdict
+    return fp32, _HINT[precision], f"precision {precision}: {why}", None

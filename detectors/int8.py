@@ -323,12 +323,12 @@ def gate(
     both models on the held-out ``frames`` and decide (``detectors.int8_gate``)."""
     conf, iou = settings.confidence, settings.iou
     lowest = conf * min(CONFIDENCE_SCALES)
-    scale = 1.0
-    if fit_frames:
-        reference = [boxes for boxes, _ in detect_scored(fp32, fp32.path, imgsz, fit_frames, conf, iou)]
-        scale = fit_confidence_scale(reference, detect_scored(fp32, int8_path, imgsz, fit_frames, lowest, iou), conf)
-    a = [boxes for boxes, _ in detect_scored(fp32, fp32.path, imgsz, frames, conf, iou)]
-    b = [above(d, conf * scale) for d in detect_scored(fp32, int8_path, imgsz, frames, lowest, iou)]
+    everything, fit = [*fit_frames, *frames], len(fit_frames)  # each model opened and compiled once
+    f32_boxes = [boxes for boxes, _ in detect_scored(fp32, fp32.path, imgsz, everything, conf, iou)]
+    int8_scored = detect_scored(fp32, int8_path, imgsz, everything, lowest, iou)
+    scale = fit_confidence_scale(f32_boxes[:fit], int8_scored[:fit], conf) if fit else 1.0
+    a = f32_boxes[fit:]
+    b = [above(d, conf * scale) for d in int8_scored[fit:]]
     return run_gate(
         a,
         b,

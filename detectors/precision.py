@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from detectors.base import DetectorError
-from detectors.config import Precision
+from detectors.config import DetectorConfig, Precision
 
 CpuPrecision = Literal["int8", "bf16", "f32"]
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -101,3 +101,8 @@ def choose_cpu_precision(
     if not int8.passed:
         return fallback, f"{fallback_why}; {why_int8} but the INT8 model failed its accuracy gate: {int8.summary}"
     return "int8", f"{why_int8}; gate passed {int8.summary}"
+
+
+def at_int8_threshold(config: DetectorConfig, verdict: Int8Verdict) -> DetectorConfig:
+    """``config`` at the confidence threshold the INT8 gate fitted to f32's (``detectors.int8_gate``)."""
+    return config.model_copy(update={"confidence": round(config.confidence * verdict.confidence_scale, 4)})
