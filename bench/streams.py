@@ -457,7 +457,9 @@ def run_full(
     return result
 
 
-def run_peer(cameras: list[dict[str, str]], duration_s: float, imgsz: int, vid_stride: int) -> dict[str, Any]:
+def run_peer(
+    cameras: list[dict[str, str]], duration_s: float, imgsz: int, vid_stride: int, conf: float = 0.35
+) -> dict[str, Any]:
     """One Ultralytics predict(stream=True) loop per camera, each in a thread with its own .pt model."""
     import cv2
 
@@ -497,7 +499,7 @@ def run_peer(cameras: list[dict[str, str]], duration_s: float, imgsz: int, vid_s
             time.sleep(PEER_STAGGER_S * i)
             model: Any = YOLO(str(model_path))
             stream = model.predict(
-                source=url, stream=True, vid_stride=vid_stride, imgsz=imgsz, conf=0.35, classes=[0], verbose=False
+                source=url, stream=True, vid_stride=vid_stride, imgsz=imgsz, conf=conf, classes=[0], verbose=False
             )
             for r in stream:
                 now = time.time()
@@ -571,6 +573,7 @@ def _trial(
     k = len(cameras)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--duration", str(args.duration)]
     cmd += ["--imgsz", str(args.imgsz), "--engine-detector", args.engine_detector, "--vid-stride", str(args.vid_stride)]
+    cmd += ["--peer-imgsz", str(args.peer_imgsz or args.imgsz), "--peer-conf", str(args.peer_conf)]
     cmd += ["--scene", args.scene, "--motion-gate", args.motion_gate, "--settle", str(args.settle)]
     cmd += [json.dumps(inputs) for inputs in cameras]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -677,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=3.0,
                     help="full engine: seconds after every camera's first result before measuring")  # fmt: skip
     ap.add_argument("--imgsz", type=int, default=640, help="inference size for both (default 640)")
+    ap.add_argument("--peer-imgsz", type=int, default=0,
+                    help="the peer's inference size when it differs (e.g. the plain size as accurate as the engine's "
+                         "calibrated tiles)")  # fmt: skip
+    ap.add_argument("--peer-conf", type=float, default=0.35, help="the peer's confidence threshold")
     ap.add_argument(
         "--engine-detector", default="{}", help="engine DetectorConfig overrides as JSON, e.g. '{\"streams\": 1}'"
     )
@@ -705,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.worker == "engine":
             figures = run_engine(cameras, args.duration, args.imgsz, detector)
         else:
-            figures = run_peer(cameras, args.duration, args.imgsz, args.vid_stride)
+            figures = run_peer(cameras, args.duration, args.peer_imgsz or args.imgsz, args.vid_stride, args.peer_conf)
         print(json.dumps(figures), flush=True)
         os._exit(0)  # reader threads of stopped streams must not delay the exit
     if args.quick:
@@ -720,8 +727,9 @@ def main(argv: list[str] | None = None) -> int:
     all_trials: list[Trial] = []
     summary: dict[str, dict[str, Any]] = {}
     print(header(), flush=True)
-    print(f"machine: {os.cpu_count()} CPUs; imgsz {args.imgsz}; {args.duration:.0f} s windows; scene {args.scene}; "
-          f"motion gate {args.motion_gate}", flush=True)  # fmt: skip
+    peer = f"; peer imgsz {args.peer_imgsz or args.imgsz} conf {args.peer_conf:g}"
+    print(f"machine: {os.cpu_count()} CPUs; imgsz {args.imgsz}{peer}; engine detector {args.engine_detector}; "
+          f"{args.duration:.0f} s windows; scene {args.scene}; motion gate {args.motion_gate}", flush=True)  # fmt: skip
     for variant in variants:
         print(f"{variant}: {', '.join(p.name for p in camera_media(variant, args.scene).values())}", flush=True)
         for mode in modes:

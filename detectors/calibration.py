@@ -42,7 +42,7 @@ REFERENCE_IMGSZ = 1600  # the reference pass: the most accurate plain size measu
 REFERENCE_TILES_ABOVE = 1000  # frames with a longer side than this are measured with 2x2 tiles at 1600 too
 EDGE_PX = 2.0  # a box this close to the top or bottom edge is a person cut off: its height is not theirs
 STRIDE = 32
-METHOD = "p5>=100px conf0.2 v2"  # stored with each result: a changed rule recalibrates
+METHOD = "p5>=100px conf0.2 v3"  # stored with each result: a changed rule (or candidate set) recalibrates
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +95,12 @@ def _ceil_stride(x: float) -> int:
     return max(STRIDE, math.ceil(x / STRIDE - 1e-9) * STRIDE)
 
 
-# Plain sizes, and 2x2 tiles for frames where even imgsz 1600 leaves people too small. At the same scale tiles
+# Plain sizes, and 2x2 tiles for frames where even imgsz 1920 leaves people too small. At the same scale tiles
 # always cost more (they overlap, and add the full frame), so the cost order lets them win only when no plain
-# size is enough (large frames, far people).
+# size is enough (large frames, far people). Plain sizes go past 1600 for small frames: on a 640x360 sub-stream
+# the far people need x2.7, and plain 1760 costs two thirds of 2x2 tiles at 960 for the same scale
+# (bench/RESULTS.md, "accurate default on sub-streams": 0.25 vs 0.38 CPU-s per camera-second, bf16); 1920 keeps
+# a 1080p frame at its own size, beyond which the tiles' smaller inputs keep memory bounded.
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate(640),
     Candidate(800),
@@ -106,6 +109,8 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate(1280),
     Candidate(1440),
     Candidate(1600),
+    Candidate(1760),
+    Candidate(1920),
     Candidate(960, (2, 2)),
     Candidate(1280, (2, 2)),
     Candidate(1600, (2, 2)),

@@ -173,6 +173,7 @@ def ensure_export(source: Path, settings: ExportSettings, timeout_s: float = 900
         if manifest is not None:
             return _result(target, manifest, rebuilt=False)
         started = time.monotonic()
+        clear_leftovers(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:
             _build(source, settings, tmp, expect, timeout_s)
@@ -184,6 +185,13 @@ def ensure_export(source: Path, settings: ExportSettings, timeout_s: float = 900
             raise DetectorError(f"export {target} did not verify right after it was built")
         log.info("exported %s -> %s in %.1f s", source.name, target, time.monotonic() - started)
         return _result(target, manifest, rebuilt=True)
+
+
+def clear_leftovers(target: Path) -> None:
+    """Remove half-built copies of ``target`` a killed builder left (call under ``locked``: nobody else builds it)."""
+    for pattern in (f".{target.name}.*.part", f".{target.name}.old-*"):
+        for stale in target.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def install_dir(built: Path, target: Path) -> None:

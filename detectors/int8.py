@@ -42,6 +42,7 @@ from detectors.export import (
     ExportedModel,
     ExportSettings,
     cache_dir,
+    clear_leftovers,
     ensure_export,
     install_dir,
     locked,
@@ -214,6 +215,7 @@ def ensure_int8(
         if manifest is not None:
             return _loaded(target, manifest, rebuilt=False)
         started = time.monotonic()
+        clear_leftovers(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:
             quantize(fp32, imgsz, calibration, tmp / "model.xml")

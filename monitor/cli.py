@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--camera", action="append", help="calibrate on this camera's frames only (repeatable; default: all)"
     )
+    export.add_argument(
+        "--with-parent", type=int, metavar="PID", help="end when process PID ends (the engine's background builds)"
+    )
     export.set_defaults(func=cmd_export)
     incidents = command("incidents", "list incidents, newest first")
     incidents.add_argument("--json", action="store_true", help="JSON Lines, one incident per line")
@@ -182,6 +185,11 @@ def _calibration_text(record: Calibration) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     """Quantize the configured model at each size the cameras run, calibrated on their own frames; a model that
     fails its accuracy gate is kept aside (the engine then stays on bf16/f32 and says why)."""
+    if args.with_parent is not None:
+        from monitor.runtime.parent import exit_with_parent
+
+        exit_with_parent(args.with_parent)
+        print(f"ends with its engine (pid {args.with_parent})", flush=True)
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1

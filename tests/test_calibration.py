@@ -69,6 +69,16 @@ def test_sample_like_heights_choose_1280_at_the_calibrated_confidence() -> None:
     assert "imgsz 1280" in evidence.reason
 
 
+def test_small_frames_enlarge_with_a_plain_size_not_tiles() -> None:
+    """A 640x360 sub-stream whose far people are 38 px needs x2.63: plain 1760 (x2.75) is cheaper than 2x2 tiles
+    at 960 (x2.7), measured 0.25 vs 0.38 CPU-s per camera-second."""
+    sub = (640, 360)
+    choice, evidence = choose_setting([38.0] * 20, sub)
+    assert choice == Choice(1760, CALIBRATED_CONFIDENCE)
+    assert Candidate(1760).cost(sub) < Candidate(960, (2, 2)).cost(sub)
+    assert evidence.scaled_px == pytest.approx(104.5)
+
+
 def test_large_people_choose_the_cheapest_size() -> None:
     choice, evidence = choose_setting([160.0, 180.0, 200.0, 220.0, 300.0] * 3, VGA)
     assert choice == Choice(640, CALIBRATED_CONFIDENCE)
@@ -77,7 +87,7 @@ def test_large_people_choose_the_cheapest_size() -> None:
 
 def test_people_too_small_for_any_plain_size_get_tiles_then_the_largest_scale() -> None:
     hd = (1920, 1080)
-    choice, _ = choose_setting([90.0] * 20, hd)  # needs x1.11: plain 1600 is x0.83, 2x2 tiles at 960 x0.83...
+    choice, _ = choose_setting([90.0] * 20, hd)  # needs x1.11: plain 1920 is x1.0, 2x2 tiles at 960 x0.9...
     assert choice is not None and choice.grid == (2, 2)
     choice, evidence = choose_setting([20.0] * 20, hd)  # hopeless: the most enlarging candidate, said so
     assert choice == Choice(1600, CALIBRATED_CONFIDENCE, (2, 2))

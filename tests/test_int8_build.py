@@ -1,15 +1,23 @@
 """The engine's background INT8 builds (monitor/runtime/int8_build.py): when they start, how often the engine
 looks for work, and that stopping the engine ends a build's whole process group. Real processes; the build
-command is replaced by plain ones (the real `monitor export --int8` run is in tests/test_int8_export.py)."""
+command is replaced by plain ones (the real `monitor export --int8` run is in tests/test_int8_export.py), except
+where a killed engine must not leave its real build running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from detectors import ensure_default_model
 from monitor.runtime import int8_build
 from monitor.runtime.int8_build import Int8Builds
 
@@ -113,3 +121,59 @@ def test_builds_run_on_their_own_thread_and_report_each_end(tmp_path: Path) -> N
         started = time.monotonic()
         builds.stop()
         assert time.monotonic() - started < 2.0  # the thread's wait ends at once
+
+
+STAND_IN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from monitor.runtime.int8_build import Int8Builds
+    config, data = Path(sys.argv[1]), Path(sys.argv[2])
+    builds = Int8Builds(config, data, 0.0)
+    builds.poll(lambda: {320: ["plaza"]})
+    print(builds._running[1].pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_killed_engine_leaves_no_build_behind_and_the_next_build_cleans_up(tmp_path: Path, square_mp4: Path) -> None:
+    """kill -9 of the engine mid-build: the real `monitor export --int8` it started ends its own process group; its
+    half-made model stays in a temporary folder the cache ignores, and the next build removes it."""
+    model = tmp_path / "models" / "yolo11n-pose.pt"
+    model.parent.mkdir()
+    shutil.copyfile(ensure_default_model(Path(__file__).resolve().parent.parent / "models"), model)
+    config = tmp_path / "streams.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\ndetector: {{model: {model}}}\ncameras:\n  plaza:\n    url: {square_mp4}\n"
+    )
+    exports = model.with_name("yolo11n-pose.exports")
+    engine = subprocess.Popen([sys.executable, "-c", STAND_IN, str(config), str(tmp_path / "data")],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    build: int | None = None
+    try:
+        assert engine.stdout is not None
+        build = int(engine.stdout.readline())
+        deadline = time.monotonic() + 120
+        while not list(exports.glob(".openvino-int8-320-*.part")):  # well past its start: quantizing
+            assert time.monotonic() < deadline and _alive(build), "the build did not get to quantizing"
+            time.sleep(0.1)
+        assert "ends with its engine" in (tmp_path / "data" / "int8-build-320.log").read_text()
+        engine.kill()  # SIGKILL: no stop(), no clean-up
+        engine.wait()
+        deadline = time.monotonic() + 10
+        while _alive(build):
+            assert time.monotonic() < deadline, "the INT8 build outlived its killed engine"
+            time.sleep(0.05)
+    finally:
+        for pid in (engine.pid, build):
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+    assert list(exports.glob(".openvino-int8-320-*.part")), "the killed build's half-made model is still there"
+    assert not list(exports.glob("openvino-int8-320-*/model.xml")), "nothing half-made is in the cache"
+    done = subprocess.run([sys.executable, "-m", "monitor", "export", "--int8", "-c", str(config), "--imgsz", "320"],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(exports.glob("openvino-int8-320-*/model.xml")) and not list(exports.glob(".*.part"))

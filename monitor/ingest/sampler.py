@@ -71,6 +71,12 @@ class Sampler:
         """Decode every frame again from the next packet on (call it only right after a keyframe was decoded)."""
         self._parked = False
 
+    def wants(self, ts: float) -> bool:
+        """Whether ``due`` would take a frame at ``ts``, without recording it (decode what is held back now)."""
+        if self._parked or (self.mode == "auto" and self._keyframes_only):
+            return True
+        return ts + 1e-6 >= self._next_due
+
     def due(self, ts: float) -> bool:
         """Whether a decoded frame at ``ts`` should go to the detector (then it is converted to pixels)."""
         if self._parked or (self.mode == "auto" and self._keyframes_only):

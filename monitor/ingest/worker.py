@@ -22,6 +22,7 @@ from av.video.reformatter import VideoReformatter
 
 from monitor.analyze.motion import changed, thumbnail
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
+from monitor.ingest.deferred import DeferredDecoder
 from monitor.ingest.demux import paced_packets
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
 from monitor.ingest.sampler import Sampler, SamplingMode
@@ -237,6 +238,7 @@ class StreamWorker:
             log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
             self._set_status(online=True, last_error=None)
             sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
+            decoder = DeferredDecoder(stream, self.camera)
             strategy: tuple[bool, bool, float | None] | None = None  # (keyframes only, parked, GOP) as last applied
             tb = float(stream.time_base or 0)
             self._still_thumb = None
@@ -250,8 +252,9 @@ class StreamWorker:
                             strategy = (sampler.keyframes_only, sampler.parked, sampler.keyframe_interval)  # rarely
                             stream.codec_context.skip_frame = "NONKEY" if sampler.skipping else "DEFAULT"
                             self._set_status(keyframes_only=strategy[0], parked=strategy[1], gop_s=strategy[2])
-                        for frame in packet.decode():
-                            ts = item.ts + ((frame.pts or 0) - (packet.pts or 0)) * tb
+                        wanted = sampler.wants(item.ts)
+                        for frame, held, held_ts in decoder.push(packet, item.ts, item.keyframe, wanted):
+                            ts = held_ts + ((frame.pts or 0) - (held.pts or 0)) * tb
                             if sampler.due(ts) and self._publish(ts, frame) and sampler.parked:
                                 sampler.resume()  # the keyframe just decoded moved: its successors decode
                     self._finish_clips(force=False, template=stream)

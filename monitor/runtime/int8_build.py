@@ -112,7 +112,7 @@ class Int8Builds:
         """The build's command line (coreutils nice execs the CLI, same pid: no preexec_fn, which is unsafe
         in a process with threads)."""
         command = ["nice", "-n", str(NICE), sys.executable, "-m", "monitor", "export", "--int8"]
-        command += ["-c", str(self.config_path), "--imgsz", str(size)]
+        command += ["-c", str(self.config_path), "--imgsz", str(size), "--with-parent", str(os.getpid())]
         return command + [arg for name in sorted(cameras) for arg in ("--camera", name)]
 
     def _start(self, size: int, cameras: list[str]) -> None:
