@@ -26,6 +26,11 @@ from monitor.types import Detections
 log = logging.getLogger(__name__)
 
 PERSON_CLASS = 0
+# Model-input pixels per session call at most (8 images at 640x640 fit): a batch of large inputs is split further than
+# ``max_batch``. On the CPU runtimes batching only saves per-call overhead, which large inputs do not feel: at
+# imgsz 1760 (8 sub-streams, INT8) batches of 2 cost the same CPU as batches of 8 and 0.7 GB less memory
+# (bench/RESULTS.md).
+BATCH_PIXELS = 4_000_000
 
 
 def cpu_count() -> int:
@@ -120,7 +125,11 @@ class NativeDetector:
             plans.append(plan)
             groups[plan.input_hw].append(i)
         streams = self._runner.streams
-        jobs = [chunk for ids in groups.values() for chunk in split_for_streams(ids, streams, c.max_batch)]
+        jobs = [
+            chunk
+            for hw, ids in groups.items()
+            for chunk in split_for_streams(ids, streams, batch_limit(hw, c.max_batch))
+        ]
         out: list[Detections] = [Detections.empty()] * len(images)
         kpt = self._model.kpt_shape
 
@@ -136,6 +145,11 @@ class NativeDetector:
             for future in [self._pool.submit(run, chunk) for chunk in jobs]:
                 future.result()  # re-raises a failed chunk's error here
         return out
+
+
+def batch_limit(input_hw: tuple[int, int], max_batch: int) -> int:
+    """Images per call for inputs of ``input_hw``: ``max_batch``, fewer where they would pass BATCH_PIXELS."""
+    return max(1, min(max_batch, BATCH_PIXELS // (input_hw[0] * input_hw[1])))
 
 
 def split_for_streams(indices: list[int], streams: int, max_batch: int) -> list[list[int]]:

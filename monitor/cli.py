@@ -34,7 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    result: int = args.func(args)
+    import redis
+
+    try:
+        result: int = args.func(args)
+    except redis.RedisError as exc:  # down or frozen (calls time out): say so, no traceback
+        print(f"monitor: Redis did not answer: {type(exc).__name__}: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -50,7 +50,7 @@ from monitor.runtime.int8_build import Int8Builds
 from monitor.runtime.recovery import last_announced, plan_recovery
 from monitor.runtime.status import StatusReporter
 from monitor.store.disk import DiskGuard
-from monitor.store.embedded import EmbeddedRedis
+from monitor.store.embedded import EmbeddedRedis, store_client
 from monitor.store.incidents import IncidentStore
 from monitor.store.outbox import Delivery, Outbox
 from monitor.store.retention import RetentionWorker
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 STALL_S = 2.0  # no frame for this long = not receiving (the offline grace period then applies)
 HEALTH_INTERVAL_S = 0.5
-REDIS_TIMEOUT_S = 2.0  # a frozen Redis costs the delivery thread this long per try, never the loop
 STOP_FLUSH_S = 5.0  # at shutdown, wait this long for the outbox to reach Redis (the rest waits for next start)
 SPEAKERS_STOP_S = 10.0  # at shutdown, queued announcements get this long (then they are stopped and recorded)
 
@@ -91,13 +90,6 @@ class EngineHealth:
             "fenced": self.fenced,
             "detector_problem": self.detector_problem,
         }
-
-
-def store_client(redis_url: str) -> redis.Redis:
-    """A Redis client whose calls end within REDIS_TIMEOUT_S (a frozen server must not hang a thread)."""
-    return redis.Redis.from_url(
-        redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10
-    )
 
 
 class Engine:

@@ -22,7 +22,7 @@ import ultralytics
 
 from detectors import Detector, DetectorConfig, choose_backend, create_detector, ensure_default_model
 from detectors.export import ExportedModel, ExportSettings, ensure_export
-from detectors.native import NativeDetector, Runner, split_for_streams
+from detectors.native import BATCH_PIXELS, NativeDetector, Runner, batch_limit, split_for_streams
 from detectors.postprocess import box_iou
 from monitor.types import Detections
 
@@ -232,3 +232,31 @@ def test_split_keeps_every_stream_busy() -> None:
         assert max(map(len, chunks), default=0) - min(map(len, chunks), default=0) <= 1
     # 24 images, 2 streams, max_batch 8: four chunks of 6, not 8 + 8 + 8 with one stream idle for the last
     assert [len(c) for c in split_for_streams(list(range(24)), 2, 8)] == [6, 6, 6, 6]
+
+
+def test_large_inputs_go_in_smaller_batches(model_copy: Path, images: Images) -> None:
+    """Memory: at most BATCH_PIXELS of model input per call, whatever max_batch allows (sub-stream sizes keep 8)."""
+    assert batch_limit((384, 640), 8) == 8  # a 640x360 sub-stream at imgsz 640
+    assert batch_limit((992, 1760), 8) == 2  # the same sub-stream calibrated to 1760
+    assert batch_limit((4000, 4000), 8) == 1 and batch_limit((384, 640), 3) == 3
+    detector = create_detector(DetectorConfig(model=str(model_copy), backend="openvino", streams=1, imgsz=1280))
+    assert isinstance(detector, NativeDetector)
+    runner, sizes = detector._runner, []
+
+    class Sizes:
+        streams = 1
+
+        def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            sizes.append((batch.shape[0], batch.shape[2] * batch.shape[3]))
+            return runner(batch)
+
+        def describe(self) -> str:
+            return runner.describe()
+
+    detector._runner = Sizes()  # type: ignore[assignment]
+    frame = images[sorted(images)[0]]
+    got = detector.detect([frame] * 8)
+    per_call = batch_limit((1, sizes[0][1]), 8)
+    assert 1 < per_call < 8 and all(n * pixels <= BATCH_PIXELS for n, pixels in sizes), sizes
+    assert [n for n, _ in sizes] == [len(c) for c in split_for_streams(list(range(8)), 1, per_call)]
+    assert all(len(d) == len(got[0]) for d in got)  # every image's result stays its own

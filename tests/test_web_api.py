@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +24,7 @@ from monitor.store.incidents import EVENTS, IncidentStore
 from monitor.web.auth import FAILURES_PER_USER_IP
 from monitor.web.cli import register
 from monitor.web.views import strip_paths
-from tests.support.processes import free_port, stop
-from tests.support.web import SECRET, Site, publish_camera, seed_incident
+from tests.support.web import SECRET, Site, publish_camera, seed_incident, serve_command
 
 
 @pytest.fixture
@@ -342,34 +339,13 @@ def test_user_add_cli_reads_the_password_from_stdin(
 
 
 def test_serve_command_serves_and_stops_on_sigterm(redis_url: str, tmp_path: Path) -> None:
-    port = free_port()
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump({"redis_url": redis_url, "cameras": {"gate": {"url": "rtsp://h/x"}}}))
-    script = (
-        "import argparse, sys; from monitor.web.cli import register; p = argparse.ArgumentParser(); "
-        "register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
-    )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, "serve", "-c", str(config), "--port", str(port)],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
-        assert health.json()["ok"]
-        assert httpx.get(f"http://127.0.0.1:{port}/api/incidents").status_code == 401
+    with serve_command(config) as (proc, url):
+        assert httpx.get(f"{url}/healthz").json()["ok"]
+        assert httpx.get(f"{url}/api/incidents").status_code == 401
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-    finally:
-        stop(proc)
 
 
 def _strings(value: object) -> Iterator[str]:

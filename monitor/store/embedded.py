@@ -40,6 +40,9 @@ PR_SET_PDEATHSIG = 1
 LOCK_NAME = "redis.lock"
 STOP_TIMEOUT_S = 15.0
 POLL_S = 0.02
+# Every Redis call of the engine, the web page and the CLI ends within this: a frozen server (SIGSTOP, a hung VM)
+# costs a thread this long per try, never forever. Longer than any blocking read (XREAD BLOCK 1 s).
+REDIS_TIMEOUT_S = 2.0
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -362,15 +365,23 @@ def _socket_path(directory: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"village-monitor-{digest}.sock"
 
 
+def store_client(redis_url: str) -> redis.Redis:
+    """A Redis client whose calls end within REDIS_TIMEOUT_S (a frozen server must not hang a thread)."""
+    return redis.Redis.from_url(
+        redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10
+    )
+
+
 def connect(redis_url: str | None, data_dir: Path) -> tuple[redis.Redis, EmbeddedRedis | None]:
-    """A client for the configured Redis; with no URL, the embedded one (started if needed).
+    """A client for the configured Redis (calls time out: see ``store_client``); with no URL, the embedded one
+    (started if needed).
 
     The second value is the embedded server when this call started it (the caller stops it).
     """
     if redis_url:
-        client = redis.Redis.from_url(redis_url)
+        client = store_client(redis_url)
         client.ping()
         return client, None
     embedded = EmbeddedRedis(data_dir)
-    client = redis.Redis.from_url(embedded.start())
+    client = store_client(embedded.start())
     return client, embedded if embedded.started else None

@@ -6,7 +6,6 @@ import hmac
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
-import redis
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,7 +16,6 @@ from monitor.incident import iso
 from monitor.web.auth import (
     COOKIE,
     CSRF_HEADER,
-    UNAVAILABLE,
     Account,
     AccountExists,
     LoginRefused,
@@ -126,8 +124,6 @@ def login(request: Request, body: Credentials) -> JSONResponse:
     except LoginRefused as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         raise HTTPException(exc.status_code, str(exc), headers=headers) from None
-    except redis.RedisError:
-        raise HTTPException(503, UNAVAILABLE) from None
     me = LoginResult(user=session.user.name, role=session.user.role, csrf_token=session.csrf, next=safe_next(body.next))
     response = JSONResponse(me.model_dump())
     response.set_cookie(

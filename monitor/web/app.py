@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,12 +18,20 @@ from monitor.config import LoadedConfig
 from monitor.config.watch import ConfigWatcher
 from monitor.config.web import WebConfig
 from monitor.web import account, api, broadcasts_api, live, pages, review_api, speaker_api, talk_api
-from monitor.web.auth import Auth, optional_session, viewer
+from monitor.web.auth import UNAVAILABLE, Auth, optional_session, viewer
 from monitor.web.exports import ExportJobs
 from monitor.web.metrics import EngineMetrics, MetricsExporter
 from monitor.web.playable import PlayableCopies
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
+# A page asked for while Redis is away says so and reloads itself, instead of an error in a monitoring room's browser.
+STORE_DOWN_PAGE = (
+    '<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">'
+    f"<title>village-monitor: store unavailable</title></head><body><p>{UNAVAILABLE}.</p>"
+    "<p>This page reloads every 5 seconds.</p></body></html>"
+)
 # media-src blob: lets live video play from a MediaSource object URL (monitor/web/static/live.js); connect-src 'self'
 # also covers the same-host ws:// of that live stream (CSP Level 3, verified in Chromium by tests/test_web_live.py).
 CSP = (
@@ -136,6 +145,16 @@ def create_app(
     def openapi() -> JSONResponse:
         """The API description, for logged-in users only."""
         return JSONResponse(app.openapi())
+
+    @app.exception_handler(redis.RedisError)
+    def store_down(request: Request, exc: redis.RedisError) -> Response:
+        """Any request that needed Redis while it is down or frozen: 503 within the client's timeout, not a
+        hung worker or a bare 500 (the engine's incidents wait in its outbox meanwhile)."""
+        log.warning("%s %s: Redis: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        headers = {"Retry-After": "5"}
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(STORE_DOWN_PAGE, status_code=503, headers=headers)
+        return JSONResponse({"detail": UNAVAILABLE}, status_code=503, headers=headers)
 
     app.include_router(account.auth_router)
     app.include_router(account.router)

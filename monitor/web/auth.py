@@ -47,7 +47,7 @@ USERS = f"{PREFIX}:users"
 SECRET = f"{PREFIX}:web:secret"
 COOKIE = "vm_session"
 CSRF_HEADER = "X-CSRF-Token"
-UNAVAILABLE = "service unavailable: the user store (Redis) cannot be reached, try again shortly"
+UNAVAILABLE = "service unavailable: the store (Redis) cannot be reached, try again shortly"
 SESSION_TTL_S = 12 * 3600  # one long shift without use; refreshed on every request
 SESSION_MAX_S = 12 * 3600  # absolute lifetime from login (web.session_max_hours)
 MIN_PASSWORD = 12
@@ -447,14 +447,11 @@ def auth_of(request: Request) -> Auth:
 
 
 def optional_session(request: Request) -> Session | None:
-    """The request's session, if its cookie names a live one (503 when the user store is unreachable)."""
+    """The request's session, if its cookie names a live one (Redis unreachable: the app's 503 handler answers)."""
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    try:
-        return auth_of(request).session(token)
-    except redis.RedisError:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE) from None
+    return auth_of(request).session(token)
 
 
 def requires(role: str, *, write: bool = False) -> Callable[[Request], User]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from monitor.web.app import create_app
 from monitor.web.auth import Auth
 from monitor.web.metrics import EngineMetrics
 from monitor.web.server import WebServer
+from tests.support.processes import free_port, stop
 
 SECRET = "S3cretPa55"  # appears in the config, the status hash and records: must never reach a response
 PASSWORDS = {"admin": "admin-pass-1", "oper": "oper-pass-1", "view": "view-pass-1"}
@@ -195,3 +198,32 @@ def shared_media_site(redis_url: str, tmp_path: Path, module_media: dict[str, Pa
     config = write_config(tmp_path / "streams.yaml", module_media["clip"].parent.parent)
     with running_site(redis_url, config, module_media) as running:
         yield running
+
+
+SERVE = (
+    "import argparse, sys; from monitor.web.cli import register; p = argparse.ArgumentParser(); "
+    "register(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+)
+
+
+@contextmanager
+def serve_command(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`monitor serve -c config` in a process of its own on a free port: (process, base URL) once it answers."""
+    port, root = free_port(), Path(__file__).resolve().parent.parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "serve", "-c", str(config), "--port", str(port)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "monitor serve did not start"
+                time.sleep(0.1)
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
