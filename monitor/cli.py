@@ -342,28 +342,49 @@ def _start_web(engine: Engine, metrics: EngineMetrics) -> WebServer | None:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    """Print incidents from Redis (the embedded one is started for the query if not running)."""
+    """Print incidents from Redis (the embedded one is started for the query if not running), and those with
+    changes still waiting in this machine's outbox, as they will be once delivered (marked ``waiting``).
+
+    Redis away: the outbox's incidents alone, a note on stderr, exit status 1 (the list is not complete).
+    """
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
+    import redis
+
     from monitor.store.embedded import connect
     from monitor.store.incidents import IncidentStore
+    from monitor.store.outbox import OUTBOX_NAME, fold_waiting, read_waiting
 
-    client, embedded = connect(loaded.config.redis_url, loaded.data_dir)
+    changes, copies = read_waiting(loaded.data_dir / OUTBOX_NAME)
+    stored: dict[str, Incident] = {}
     try:
-        incidents = list(IncidentStore(client).incidents(limit=args.limit))
-    finally:
-        if embedded is not None:
-            embedded.stop()
+        client, embedded = connect(loaded.config.redis_url, loaded.data_dir)
+        try:
+            store = IncidentStore(client)
+            stored = {i.id: i for i in store.incidents(limit=args.limit)}
+            waiting = fold_waiting(changes, lambda i: stored.get(i) or store.incident(i), copies)
+        finally:
+            if embedded is not None:
+                embedded.stop()
+        problem = None
+    except redis.RedisError as exc:
+        waiting = fold_waiting(changes, lambda _i: None, copies)
+        problem = f"Redis did not answer ({type(exc).__name__}: {scrub(str(exc))})"
+    incidents = sorted({**stored, **waiting}.values(), key=lambda i: i.opened_ts, reverse=True)[: args.limit]
+    if problem is not None:
+        print(f"monitor incidents: {problem}: only the {len(waiting)} incident(s) waiting in this machine's "
+              f"outbox ({loaded.data_dir / OUTBOX_NAME}) are shown", file=sys.stderr)  # fmt: skip
     if args.json:
         for incident in incidents:
-            print(json.dumps(incident.to_record(), ensure_ascii=False))
-        return 0
-    _print_table(incidents)
-    return 0
+            record = {**incident.to_record(), "waiting": incident.id in waiting}
+            print(json.dumps(record, ensure_ascii=False))
+    else:
+        _print_table(incidents, set(waiting))
+    return 1 if problem is not None else 0
 
 
-def _print_table(incidents: list[Incident]) -> None:
+def _print_table(incidents: list[Incident], waiting: set[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -375,7 +396,7 @@ def _print_table(incidents: list[Incident]) -> None:
             incident.kind,
             incident.camera,
             incident.zone or "-",
-            incident.status,
+            incident.status + (" (waiting)" if incident.id in waiting else ""),
             (incident.opened_at or "")[:19],
             (incident.closed_at or "-")[:19],
             str(incident.peak_count),
@@ -383,6 +404,8 @@ def _print_table(incidents: list[Incident]) -> None:
             Path(incident.clip).name if incident.clip else "-",
         )
     Console().print(table)
+    if waiting:
+        print("(waiting): changes not yet delivered to Redis; the engine delivers them when it can")
 
 
 def cmd_speaker_list(args: argparse.Namespace) -> int:

@@ -52,7 +52,7 @@ from monitor.runtime.status import StatusReporter
 from monitor.store.disk import DiskGuard
 from monitor.store.embedded import EmbeddedRedis, store_client
 from monitor.store.incidents import IncidentStore
-from monitor.store.outbox import Delivery, Outbox
+from monitor.store.outbox import OUTBOX_NAME, Delivery, Outbox
 from monitor.store.retention import RetentionWorker
 from monitor.store.talks import speaker_held
 from monitor.types import Detections, Frame, Observation, PlaybackResult
@@ -142,7 +142,7 @@ class Engine:
     def start(self) -> None:
         """Open the outbox, reach for Redis (without waiting for it), recover, start speakers and cameras."""
         cfg = self.loaded.config
-        self.outbox = Outbox(self.data_dir / "outbox.sqlite3")
+        self.outbox = Outbox(self.data_dir / OUTBOX_NAME)
         last_alive = self.outbox.last_alive()  # before the delivery thread writes a new heartbeat
         self.store = IncidentStore(self._connect())
         fenced = self.metrics.change_fenced if self.metrics is not None else None

@@ -33,6 +33,8 @@ from monitor.store.fencing import StaleWrite
 
 log = logging.getLogger(__name__)
 
+OUTBOX_NAME = "outbox.sqlite3"  # in data_dir
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -217,6 +219,42 @@ class Outbox:
         """Close the database (what is queued stays for the next start)."""
         with self._lock:
             self._db.close()
+
+
+def read_waiting(path: Path) -> tuple[list[IncidentChange], dict[str, Incident]]:
+    """What an outbox at ``path`` still holds, read-only (its engine may be running and delivering): the queued
+    changes in order, and the engine's copies of its open incidents. Nothing when there is no outbox."""
+    if not path.exists():
+        return [], {}
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        changes = db.execute("SELECT body FROM changes ORDER BY id").fetchall()
+        copies = db.execute("SELECT record FROM open_incidents").fetchall()
+    finally:
+        db.close()
+    opened = [Incident.from_record(json.loads(record)) for (record,) in copies]
+    return [IncidentChange.from_json(json.loads(body)) for (body,) in changes], {i.id: i for i in opened}
+
+
+def fold_waiting(
+    changes: list[IncidentChange], known: Callable[[str], Incident | None], copies: dict[str, Incident]
+) -> dict[str, Incident]:
+    """Each incident with queued changes as it will be once they are delivered: from the store's record
+    (``known``), else the engine's open copy, else its queued opening; changes already in it are skipped."""
+    waiting: dict[str, Incident] = {}
+    for change in changes:
+        current = waiting.get(change.incident_id)
+        if current is None:
+            if change.kind == "opened":
+                current = Incident.from_record(change.data["record"])
+            else:
+                current = known(change.incident_id) or copies.get(change.incident_id)
+            if current is None:
+                continue  # a change to an incident neither the store nor the outbox can show (Redis away)
+        if change.seq > current.seq:
+            current = current.apply(change)
+        waiting[change.incident_id] = current
+    return waiting
 
 
 def _apply(apply: Apply, change: IncidentChange, fence: int | None) -> bool:
