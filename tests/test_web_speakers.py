@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from monitor.config import load_config
-from monitor.incident import AnnouncementResult, Incident, new_incident_id
+from monitor.incident import AnnouncementResult, Incident, iso, new_incident_id
 from monitor.runtime.status import StatusReporter
 from monitor.store.incidents import IncidentStore, speaker_lock_key
+from monitor.store.talks import SpeakerLeases
 from monitor.types import PlaybackResult
 from speakers import create_speaker
 from speakers.health import HealthMonitor
@@ -254,6 +255,18 @@ def test_speakers_page_tests_a_speaker_and_dashboard_warns(speakers_site: Speake
     until(viewer, "document.querySelectorAll('tr[data-testid=speaker-row]').length === 5")
     assert viewer.locator("[data-testid=test-button]").count() == 0, "viewers get no test button"
     assert viewer.locator("th.test-col").is_hidden()
+
+    # an operator talking on a speaker (its lease, as a talk takes it): everyone sees who, until it ends
+    busy = f"{live} [data-testid=speaker-busy]"
+    assert viewer.locator(busy).is_hidden()
+    lease = SpeakerLeases(site.client, {"what": "talk", "user": "oper", "id": "t1", "since": iso(time.time()) or ""},
+                          ttl_s=60)  # fmt: skip
+    assert lease.acquire("live")
+    until(viewer, f"!document.querySelector('{busy}').hidden", timeout=15)
+    assert "talking: oper" in viewer.inner_text(busy)
+    assert by_name(site.login("view").get("/api/speakers").json())["live"]["busy"]["user"] == "oper"
+    lease.release()
+    until(viewer, f"document.querySelector('{busy}').hidden", timeout=15)
 
     page.goto(site.url + "/")
     warning = '.card[data-camera="square"] [data-testid=speaker-warning]'

@@ -181,9 +181,14 @@ def talk_for(page: Any, site: Site, engine: Announcer, results: list[PlaybackRes
     started = time.monotonic()
     until(page, "document.querySelector('[data-testid=talk]').talkStats.framesSent > 25", timeout=10)
     engine.announce(tone(site.config.data_dir / "tone.wav"), ["horn"], results.append)
+    busy = {s["name"]: s["busy"] for s in page.request.get(site.url + "/api/speakers").json()}
+    assert {name: (b["what"], b["user"]) for name, b in busy.items()} == {"horn": ("talk", "oper"),
+                                                                          "page": ("talk", "oper")}  # fmt: skip
+    assert busy["horn"]["since"], "the speakers page shows since when"
     time.sleep(max(0.0, started + TALK_S - time.monotonic()))
     page.click("[data-testid=talk]")
     until(page, "document.querySelector('[data-testid=talk]').talkStats.result !== null", timeout=30)
+    assert all(s["busy"] is None for s in page.request.get(site.url + "/api/speakers").json()), "freed at the end"
     assert "喊话结束" in page.inner_text("[data-testid=talk-status]")
     record: dict[str, Any] = page.evaluate("document.querySelector('[data-testid=talk]').talkStats.result")
     return record

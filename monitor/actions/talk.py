@@ -103,7 +103,8 @@ class Talk:
         self.id = new_talk_id(self.started)
         self.user, self.camera, self.rate, self.kind, self.text = user, camera, rate, kind, text
         self.speakers = dict(speakers)
-        self.leases = SpeakerLeases(client, {"what": "talk", "user": user, "id": self.id})
+        holder = {"what": "talk", "user": user, "id": self.id, "since": iso(self.started) or ""}  # the speakers page
+        self.leases = SpeakerLeases(client, holder)
         self.busy: dict[str, str] = {}
         self.senders: dict[str, _Sender] = {}
         self._resamplers: dict[int, StreamResampler] = {}

@@ -72,6 +72,19 @@ class SpeakerRecords:
     health: dict[str, str]
     announced: dict[str, str]
     tested: dict[str, str]
+    holder: dict[str, Any] | None = None  # who holds the speaker now (a talk or a test; see ``lock_holder``)
+
+
+def lock_holder(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A speaker lease's value as who holds it: a talk's holder record (``what``, ``user``, ``since``...),
+    ``{"what": "test"}`` for a speaker test (its lock carries a random token), None when free."""
+    if raw is None:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return {"what": "test"}
+    return found if isinstance(found, dict) else {"what": "test"}
 
 
 def announced_entry(record: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, str | int | float]:
@@ -271,17 +284,18 @@ class IncidentStore:
             yield dict(json.loads(raw))
 
     def speaker_records(self, speakers: Sequence[str]) -> dict[str, SpeakerRecords]:
-        """Health, last announcement and last test of each speaker, in one round trip."""
+        """Health, last announcement, last test and current holder of each speaker, in one round trip."""
         pipe = self.r.pipeline()
         for name in speakers:
             pipe.hgetall(speaker_key(name))
             pipe.hgetall(speaker_announced_key(name))
             pipe.hgetall(speaker_tested_key(name))
+            pipe.get(speaker_lock_key(name))
         raw = pipe.execute()
         out = {}
         for i, name in enumerate(speakers):
-            health, announced, tested = (_texts(h) for h in raw[3 * i : 3 * i + 3])
-            out[name] = SpeakerRecords(health, announced, tested)
+            health, announced, tested = (_texts(h) for h in raw[4 * i : 4 * i + 3])
+            out[name] = SpeakerRecords(health, announced, tested, lock_holder(raw[4 * i + 3]))
         return out
 
 

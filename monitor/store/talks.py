@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from redis.exceptions import LockError
 
-from monitor.store.incidents import PREFIX, speaker_lock_key
+from monitor.store.incidents import PREFIX, lock_holder, speaker_lock_key
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,7 @@ def speaker_held(client: redis.Redis) -> Callable[[str], bool]:
 
 def holder(client: redis.Redis, speaker: str) -> dict[str, Any] | None:
     """Who holds the speaker: a talk's holder record, ``{"what": "test"}`` for a speaker test, None when free."""
-    raw = client.get(speaker_lock_key(speaker))
-    if raw is None:
-        return None
-    try:
-        found = json.loads(raw)
-    except ValueError:  # a speaker test's lock carries a random token
-        return {"what": "test"}
-    return found if isinstance(found, dict) else {"what": "test"}
+    return lock_holder(client.get(speaker_lock_key(speaker)))
 
 
 class SpeakerLeases:

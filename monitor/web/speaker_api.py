@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
@@ -73,6 +73,14 @@ class SpeakerTest(BaseModel):
     duration_s: float | None = None
 
 
+class SpeakerBusy(BaseModel):
+    """Who is using the speaker right now: an operator talking, or a test (announcements wait meanwhile)."""
+
+    what: Literal["talk", "test"]
+    user: str | None = None
+    since: str | None = None
+
+
 class SpeakerView(BaseModel):
     """One configured speaker as the speakers page shows it (no credentials, no server paths)."""
 
@@ -84,6 +92,7 @@ class SpeakerView(BaseModel):
     health: SpeakerHealthView
     last_announcement: LastAnnouncement | None
     last_test: SpeakerTest | None
+    busy: SpeakerBusy | None = Field(None, description="Talking or testing now (the lease is held); None when free.")
 
 
 def _shown(value: str | None) -> str | None:
@@ -132,7 +141,20 @@ def view(info: speaker_state.SpeakerInfo) -> SpeakerView:
         )
         if tested
         else None,
+        busy=_busy(info.records.holder),
     )
+
+
+def _busy(holder: dict[str, Any] | None) -> SpeakerBusy | None:
+    if holder is None:
+        return None
+    if holder.get("what") != "talk":
+        return SpeakerBusy(what="test")
+    return SpeakerBusy(what="talk", user=_text_or_none(holder.get("user")), since=_text_or_none(holder.get("since")))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 @router.get("/speakers", responses=ERRORS)

@@ -27,13 +27,14 @@
       target: el("td", { class: "target" }),
       users: el("td"),
       health: el("span", { class: "health", "data-testid": "speaker-health" }),
+      busy: el("span", { class: "busy", "data-testid": "speaker-busy", role: "status", hidden: "" }),
       problem: el("td", { class: "problem", "data-testid": "speaker-problem" }),
       announced: el("td", { "data-testid": "speaker-last" }),
       tested: el("td", { "data-testid": "speaker-tested" }),
       result: el("span", { class: "result", "data-testid": "test-result", role: "status" }),
     };
     const cells = [el("td", {}, el("b", {}, spk.name)), parts.kind, parts.target, parts.users,
-      el("td", {}, parts.health), parts.problem, parts.announced, parts.tested];
+      el("td", {}, parts.health, parts.busy), parts.problem, parts.announced, parts.tested];
     if (canTest) {
       const button = el("button", { type: "button", class: "test", "data-testid": "test-button" }, "测试 Test");
       button.addEventListener("click", () => test(spk.name, button, parts.result));
@@ -80,6 +81,13 @@
     setText(parts.health, HEALTH[state] || state);
     parts.health.title = spk.health.checked_at ? `检查于 checked ${VM.time(spk.health.checked_at)}` : "";
     setText(parts.problem, spk.health.problem || "");
+    // in use now: an operator talking (announcements wait for the end), or a test
+    const busy = spk.busy;
+    parts.busy.hidden = !busy;
+    parts.busy.dataset.what = busy ? busy.what : "";
+    setText(parts.busy, !busy ? "" : busy.what === "talk"
+      ? `🎙 喊话中 talking: ${busy.user || "?"}${busy.since ? ` (${VM.time(busy.since)})` : ""}`
+      : "测试中 testing");
     const last = spk.last_announcement;
     parts.announced.dataset.ok = last ? (last.ok ? "1" : "0") : "";
     setContent(row, "announced", JSON.stringify(last), () => announcedCell(last));
