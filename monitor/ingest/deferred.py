@@ -32,7 +32,6 @@ class DeferredDecoder:
     def __init__(self, stream: av.video.stream.VideoStream, label: str) -> None:
         context = stream.codec_context
         self.label = label
-        self.stream = stream
         self.deferring = stream.thread_type == ThreadType.NONE and not context.has_b_frames
         self._pending: list[tuple[av.Packet[Any], float]] = []
         self.decoded = 0  # frames decoded so far (what deferring saves shows against the packets pushed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 POLL_S = 0.5  # an orphan lives at most this long
 
@@ -27,7 +28,7 @@ def exit_with_parent(parent_pid: int) -> None:
 
     def watch() -> None:
         while os.getppid() == parent_pid:
-            threading.Event().wait(POLL_S)
+            time.sleep(POLL_S)
         _end_group()
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
