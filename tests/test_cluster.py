@@ -34,7 +34,11 @@ from tests.support.etcd import etcd_cluster as etcd_cluster  # the fixture
 from tests.support.processes import stop
 from tests.support.waiting import wait_until
 
-TTL_S = 5  # above an etcd leader election (about 1-2 s here) plus margin
+TTL_S = 5  # short, so that takeovers are quick to test
+# Where a test claims that losing an etcd member moves nothing, the README's production minimum: a node gives up at
+# 2/3 of the TTL, and an etcd election (1-2 s with etcd's default 1 s election timeout, twice that after a split
+# vote) must fit in that with a renewal to spare. At 5 s it did not always (CI, once: every node lost its lease).
+PRODUCTION_TTL_S = 10
 CAMERAS = [f"cam{i}" for i in range(6)]
 
 
@@ -58,8 +62,8 @@ class Seat:
             self.stopped_at[camera] = time.monotonic()
 
 
-def seat(endpoints: list[str], name: str, cameras: list[str] = CAMERAS) -> Seat:
-    config = ClusterConfig(etcd=tuple(endpoints), lease_ttl_s=TTL_S)
+def seat(endpoints: list[str], name: str, cameras: list[str] = CAMERAS, ttl_s: int = TTL_S) -> Seat:
+    config = ClusterConfig(etcd=tuple(endpoints), lease_ttl_s=ttl_s)
     s = Seat(node=None)  # type: ignore[arg-type]
     s.node = ClusterNode(config, name, cameras, s.claimed, s.released)
     s.node.start()
@@ -106,14 +110,21 @@ def test_every_camera_owned_once_with_its_claim_revision_as_token(
     assert [(n["name"], n["alive"]) for n in status["nodes"]] == [("a", True), ("b", True), ("c", True)]
 
 
-def test_losing_one_etcd_member_moves_no_camera(three: dict[str, Seat], etcd_cluster: EtcdCluster) -> None:
-    before = {name: s.node.owned() for name, s in three.items()}
-    etcd_cluster.kill(etcd_cluster.leader())  # the hard case: the others elect a new leader meanwhile
-    end = time.monotonic() + 3 * TTL_S
-    while time.monotonic() < end:  # three lease lifetimes: any lost lease would have shown
-        assert {name: s.node.owned() for name, s in three.items()} == before
-        time.sleep(0.2)
-    assert owners(etcd_cluster.endpoints) == {c: n for n, o in before.items() for c in o}
+def test_losing_one_etcd_member_moves_no_camera(etcd_cluster: EtcdCluster) -> None:
+    seats = {name: seat(etcd_cluster.endpoints, name, ttl_s=PRODUCTION_TTL_S) for name in ("a", "b", "c")}
+    try:
+        wait_until(lambda: settled(seats, etcd_cluster.endpoints), 30, "six cameras spread over three nodes")
+        before = {name: s.node.owned() for name, s in seats.items()}
+        etcd_cluster.kill(etcd_cluster.leader())  # the hard case: the others elect a new leader meanwhile
+        killed = time.monotonic()
+        while time.monotonic() - killed < PRODUCTION_TTL_S:  # a node gives up within 2/3 of it: that would show
+            now = {name: s.node.owned() for name, s in seats.items()}
+            assert now == before, f"{time.monotonic() - killed:.1f} s after the kill:\n{etcd_cluster.log_tail()}"
+            time.sleep(0.2)
+        assert owners(etcd_cluster.endpoints) == {c: n for n, o in before.items() for c in o}
+    finally:
+        for s in seats.values():
+            s.node.stop()
 
 
 def test_a_joining_node_moves_only_its_share(three: dict[str, Seat], etcd_cluster: EtcdCluster) -> None:

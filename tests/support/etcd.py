@@ -96,9 +96,12 @@ class EtcdCluster:
         for member in members or self.members:
             while not self.healthy(member):
                 if time.monotonic() > deadline:
-                    logs = "\n".join((self.root / f"{m.name}.log").read_text()[-1500:] for m in self.members)
-                    pytest.fail(f"etcd member {member.name} not healthy within {timeout} s:\n{logs}")
+                    pytest.fail(f"etcd member {member.name} not healthy within {timeout} s:\n{self.log_tail()}")
                 time.sleep(0.1)
+
+    def log_tail(self, chars: int = 1500) -> str:
+        """The end of every member's log (elections, timeouts): what a failing test shows."""
+        return "\n".join(f"--- {m.name}\n" + (self.root / f"{m.name}.log").read_text()[-chars:] for m in self.members)
 
     def leader(self) -> EtcdMember:
         """The member that leads now (killing it is the hard case: the others must elect a new one)."""

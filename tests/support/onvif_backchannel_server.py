@@ -18,10 +18,14 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer  # noqa: E402
 from rtsp_loop_server import serve  # noqa: E402  (same folder: the script's own directory is on sys.path)
 
-# The camera's own stream: a silent live audio track (a real camera also has video; not needed here).
+# The camera's own stream: a silent live audio track (a real camera also has video; not needed here). A client
+# that sets up the back-channel alone (as ours does) leaves this track without a transport, so its RTP is
+# "not-linked" inside rtpbin; without the tee that is a streaming error, and when it lands while PLAY is still
+# taking the pipeline to PLAYING, gst-rtsp-server 1.22 never starts the back-channel's appsrc: the camera drops
+# every packet sent to it (seen 8 times in 122 sessions under load). allow-not-linked turns that into OK.
 MEDIA = (
     "( audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=8000,channels=1 ! mulawenc "
-    "! rtppcmupay name=pay0 pt=0 )"
+    "! tee allow-not-linked=true ! rtppcmupay name=pay0 pt=0 )"
 )
 # GStreamer finds the back-channel by the element name "depay_backchannel"; its caps become the SDP of the
 # sendonly track. filesink gets the depayloaded mu-law bytes as they arrive.
