@@ -13,6 +13,7 @@ Runtime/OpenVINO worker would otherwise carry for its whole life.
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import importlib
 import json
@@ -40,6 +41,7 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_OPSET = 17
 CACHE_ENV_VAR = "VILLAGE_MONITOR_EXPORTS"  # optional override of the cache root (read-only model dirs)
+LOW_SPACE_BYTES = 64 << 20  # a build that fails with less free than this is blamed on the disk (see writing_into)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +178,9 @@ def ensure_export(source: Path, settings: ExportSettings, timeout_s: float = 900
         clear_leftovers(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:
-            _build(source, settings, tmp, expect, timeout_s)
-            install_dir(tmp, target)
+            with writing_into(target.parent, f"exporting {source.name} to {settings.format}"):
+                _build(source, settings, tmp, expect, timeout_s)
+                install_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         manifest = read_manifest(target, expect)
@@ -185,6 +188,24 @@ def ensure_export(source: Path, settings: ExportSettings, timeout_s: float = 900
             raise DetectorError(f"export {target} did not verify right after it was built")
         log.info("exported %s -> %s in %.1f s", source.name, target, time.monotonic() - started)
         return _result(target, manifest, rebuilt=True)
+
+
+@contextmanager
+def writing_into(folder: Path, what: str) -> Iterator[None]:
+    """Run a build that writes into ``folder``; a failure on a (nearly) full disk becomes one clear error.
+
+    OpenVINO's serializer reports a full disk as ``RuntimeError: basic_ios::clear: iostream error`` and an
+    export subprocess as whatever it printed last; the free space, measured before the half-written files are
+    removed, says what happened. Other failures pass through unchanged.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        free = shutil.disk_usage(folder).free
+        if getattr(exc, "errno", None) != errno.ENOSPC and free >= LOW_SPACE_BYTES:
+            raise
+        cause = f"{type(exc).__name__}: {str(exc)[-300:]}"
+        raise DetectorError(f"{what}: the disk holding {folder} is full ({free / 1e6:.1f} MB free; {cause})") from exc
 
 
 def clear_leftovers(target: Path) -> None:

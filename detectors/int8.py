@@ -47,6 +47,7 @@ from detectors.export import (
     install_dir,
     locked,
     read_manifest,
+    writing_into,
 )
 from detectors.int8_gate import (
     CONFIDENCE_SCALES,
@@ -218,14 +219,16 @@ def ensure_int8(
         clear_leftovers(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
         try:
-            quantize(fp32, imgsz, calibration, tmp / "model.xml")
-            fit = spread(calibration, FIT_FRAMES)
-            result = gate(fp32, tmp / "model.xml", imgsz, gate_frames, truth, settings, truth_name, fit)
-            (tmp / GATE).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
-            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            built = {**expect, "main": "model.xml", "files": files, "created": time.time(), "frames": len(calibration)}
-            (tmp / MANIFEST).write_text(json.dumps(built, indent=2), encoding="utf-8")
-            install_dir(tmp, target)
+            with writing_into(target.parent, f"INT8 model at imgsz {imgsz} not built"):
+                quantize(fp32, imgsz, calibration, tmp / "model.xml")
+                fit = spread(calibration, FIT_FRAMES)
+                result = gate(fp32, tmp / "model.xml", imgsz, gate_frames, truth, settings, truth_name, fit)
+                (tmp / GATE).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+                files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+                built = {**expect, "main": "model.xml", "files": files, "created": time.time()}
+                built["frames"] = len(calibration)
+                (tmp / MANIFEST).write_text(json.dumps(built, indent=2), encoding="utf-8")
+                install_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         manifest = read_manifest(target, expect)

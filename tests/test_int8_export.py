@@ -18,9 +18,11 @@ import pytest
 import ultralytics
 
 from detectors import DetectorConfig, create_detector, ensure_default_model
+from detectors.export import ExportSettings, ensure_export
 from detectors.int8 import GATE, GateSettings, ensure_int8, find_int8, sample_frames
 from detectors.int8_gate import matches
 from detectors.precision import choose_cpu_precision, read_cpu_info
+from tests.support.filesystems import fill, small_tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +122,42 @@ def test_monitor_export_int8_builds_for_the_configured_cameras(tmp_path: Path, s
     assert only.returncode == 0 and "(cached)" in only.stdout  # the same camera's frames: the same model
     wrong = subprocess.run([*command, "--camera", "gate"], capture_output=True, text=True, timeout=600)
     assert wrong.returncode == 1 and "unknown camera(s) gate (known: plaza)" in wrong.stderr
+
+
+def test_a_full_disk_ends_the_int8_build_with_a_clear_error_and_leaves_nothing_half_made(
+    tmp_path: Path, square_mp4: Path
+) -> None:
+    """The models folder is on a real small file system that fills up while `monitor export --int8` writes the
+    quantized model: one line saying the disk is full (OpenVINO itself only says "iostream error"), no half-made
+    model in the cache or beside it, the f32 export it was built from intact; with room again it builds."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    with small_tmpfs(tmp_path / "models", "48m") as models:
+        model = models / "yolo11n-pose.pt"
+        shutil.copyfile(ensure_default_model(Path(__file__).resolve().parent.parent / "models"), model)
+        assert ensure_export(model, ExportSettings("openvino")).rebuilt  # what INT8 is quantized from
+        config = tmp_path / "streams.yaml"
+        config.write_text(
+            yaml.safe_dump({"detector": {"model": str(model)}, "cameras": {"plaza": {"url": str(square_mp4)}}}),
+            encoding="utf-8",
+        )
+        command = [sys.executable, "-m", "monitor", "export", "--int8", "-c", str(config), "--imgsz", str(IMGSZ)]
+        filler = fill(models, leave_bytes=1 << 20)
+        full = subprocess.run([*command, "--frames", "16"], capture_output=True, text=True, timeout=600)
+        assert full.returncode == 1, full.stdout + full.stderr
+        assert f"imgsz {IMGSZ}: DetectorError: INT8 model at imgsz {IMGSZ} not built: the disk holding" in full.stderr
+        assert f"{models}/yolo11n-pose.exports is full (" in full.stderr and "MB free" in full.stderr
+        exports = model.with_name("yolo11n-pose.exports")
+        assert not list(exports.glob(".*.part")), "the half-written model was left behind"
+        assert find_int8(model, IMGSZ) is None
+        assert not ensure_export(model, ExportSettings("openvino")).rebuilt  # the f32 export still verifies
+        filler.unlink()
+        again = subprocess.run([*command, "--frames", "16"], capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and "(built)" in again.stdout, again.stdout + again.stderr
+        assert find_int8(model, IMGSZ) is not None or "REFUSED" in again.stdout
 
 
 def test_engine_builds_int8_in_the_background_and_switches_its_camera(
