@@ -225,8 +225,13 @@ def ensure_int8(
                 result = gate(fp32, tmp / "model.xml", imgsz, gate_frames, truth, settings, truth_name, fit)
                 (tmp / GATE).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
                 files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-                built = {**expect, "main": "model.xml", "files": files, "created": time.time()}
-                built["frames"] = len(calibration)
+                built = {
+                    **expect,
+                    "main": "model.xml",
+                    "files": files,
+                    "created": time.time(),
+                    "frames": len(calibration),
+                }
                 (tmp / MANIFEST).write_text(json.dumps(built, indent=2), encoding="utf-8")
                 install_dir(tmp, target)
         finally:

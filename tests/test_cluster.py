@@ -87,6 +87,23 @@ def settled(seats: dict[str, Seat], endpoints: list[str]) -> bool:
     return owners(endpoints) == want and running == want and count == len(CAMERAS)
 
 
+def hold_still(
+    seats: dict[str, Seat],
+    before: dict[str, dict[str, int]],
+    since: float,
+    seconds: float,
+    cluster: EtcdCluster,
+    fault: str,
+) -> None:
+    """For ``seconds`` after the ``fault`` (at ``since``), every node keeps exactly the claims it had ``before``
+    (a node that cannot renew gives up within 2/3 of its TTL, so watching one TTL would show it); a change fails
+    with the etcd members' logs."""
+    while time.monotonic() - since < seconds:
+        now = {name: s.node.owned() for name, s in seats.items()}
+        assert now == before, f"{time.monotonic() - since:.1f} s after the {fault}:\n{cluster.log_tail()}"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def three(etcd_cluster: EtcdCluster) -> Iterator[dict[str, Seat]]:
     seats = {name: seat(etcd_cluster.endpoints, name) for name in ("a", "b", "c")}
@@ -116,11 +133,7 @@ def test_losing_one_etcd_member_moves_no_camera(etcd_cluster: EtcdCluster) -> No
         wait_until(lambda: settled(seats, etcd_cluster.endpoints), 30, "six cameras spread over three nodes")
         before = {name: s.node.owned() for name, s in seats.items()}
         etcd_cluster.kill(etcd_cluster.leader())  # the hard case: the others elect a new leader meanwhile
-        killed = time.monotonic()
-        while time.monotonic() - killed < PRODUCTION_TTL_S:  # a node gives up within 2/3 of it: that would show
-            now = {name: s.node.owned() for name, s in seats.items()}
-            assert now == before, f"{time.monotonic() - killed:.1f} s after the kill:\n{etcd_cluster.log_tail()}"
-            time.sleep(0.2)
+        hold_still(seats, before, time.monotonic(), PRODUCTION_TTL_S, etcd_cluster, "kill")
         assert owners(etcd_cluster.endpoints) == {c: n for n, o in before.items() for c in o}
     finally:
         for s in seats.values():
