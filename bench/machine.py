@@ -23,6 +23,7 @@ class Machine:
     absent: list[str]
     cores: int
     versions: dict[str, str]
+    isa_cap: str | None  # ONEDNN_MAX_CPU_ISA: an emulated CPU kind (flags and absent already follow it)
 
 
 def _version(dist: str) -> str:
@@ -37,7 +38,8 @@ def this_machine() -> Machine:
     cpu = read_cpu_info()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     versions = {d: _version(d) for d in ("openvino", "onnxruntime", "nncf", "ultralytics", "torch")}
-    return Machine(cpu.model, cpu.reported(), [f for f in REPORTED_FLAGS if f not in cpu.flags], cores, versions)
+    absent = [f for f in REPORTED_FLAGS if f not in cpu.flags]
+    return Machine(cpu.model, cpu.reported(), absent, cores, versions, cpu.isa_cap)
 
 
 def machine() -> dict[str, Any]:
@@ -50,4 +52,5 @@ def header() -> str:
     m = this_machine()
     versions = ", ".join(f"{k} {v}" for k, v in m.versions.items())
     flags, absent = " ".join(m.flags) or "none", " ".join(m.absent) or "none"
-    return f"cpu: {m.cpu}, {m.cores} cores; flags: {flags}; absent: {absent}; {versions}"
+    cap = f" (oneDNN capped at {m.isa_cap} by ONEDNN_MAX_CPU_ISA: both sides run its kernels)" if m.isa_cap else ""
+    return f"cpu: {m.cpu}, {m.cores} cores; flags: {flags}; absent: {absent}{cap}; {versions}"

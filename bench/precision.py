@@ -29,7 +29,7 @@ from detectors.base import Detector
 from detectors.calibration import CALIBRATED_CONFIDENCE
 from detectors.export import ExportSettings, ensure_export
 from detectors.int8 import GateSettings, ensure_int8, open_ir
-from detectors.precision import at_int8_threshold
+from detectors.precision import BF16_FLAGS, at_int8_threshold, read_cpu_info
 from monitor.evaluate import decode_frames, frame_total, load_mot, score_frames, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| imgsz | runtime | precision | ms/frame | vs peer | MAE | recall | INT8 gate (f32 agreement) |")
     print("|---:|---|---|---:|---:|---:|---:|---|")
     model = ensure_default_model(ROOT / "models")
+    native_bf16 = any(flag in read_cpu_info().flags for flag in BF16_FLAGS)
     for imgsz in (int(s) for s in args.imgsz.split(",")):
         started = time.monotonic()
         gate = GateSettings(confidence=args.confidence)
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         for precision in PRECISIONS:
+            if precision == "bf16" and not native_bf16:  # OpenVINO would emulate it on f32 kernels: not a choice
+                print(f"| {imgsz} | OpenVINO, 1 thread | bf16 | n/a (no native bf16) | | | | |", flush=True)
+                continue
             config = DetectorConfig.model_validate(
                 {"imgsz": imgsz, "confidence": args.confidence, "precision": precision, "threads": 1, "streams": 1}
             )

@@ -53,9 +53,7 @@ def build_backend(config: DetectorConfig, source: Path, choice: BackendChoice) -
     return NativeDetector(config, runner, exported, source.name, choice.backend, choice.reason)
 
 
-def openvino_precision(
-    config: DetectorConfig, source: Path, fp32: Path
-) -> tuple[Path, str, str, Int8Verdict | None]:
+def openvino_precision(config: DetectorConfig, source: Path, fp32: Path) -> tuple[Path, str, str, Int8Verdict | None]:
     """(IR to load, OpenVINO precision hint, why, the INT8 gate's verdict where INT8 runs) for this CPU and
     ``config.precision``; logs the choice."""
     from detectors.int8 import find_int8  # deferred: only OpenVINO needs it
@@ -63,7 +61,7 @@ def openvino_precision(
     cpu = read_cpu_info()
     int8 = find_int8(source, config.imgsz) if config.precision in ("auto", "int8") else None
     precision, why = choose_cpu_precision(cpu.flags, config.precision, int8.verdict if int8 else None)
-    log.info("detector precision %s at imgsz %d: %s (%s)", precision, config.imgsz, why, cpu.model)
+    log.info("detector precision %s at imgsz %d: %s (%s)", precision, config.imgsz, why, cpu.summary())
     if precision == "int8" and int8 is not None:
         return int8.path, _HINT[precision], f"precision {precision}: {why}", int8.verdict
     return fp32, _HINT[precision], f"precision {precision}: {why}", None

@@ -128,7 +128,7 @@ class DetectorConfig(BaseModel):
             "model; TensorRT engines are built fp16), 'fp32' forces full precision (TensorRT engine built fp32), "
             "'fp16' demands a CUDA device and fails at startup without one (fp16 finds the same people as fp32 on "
             "the sample footage, bench/RESULTS.md 'GPU path'). On the CPU with OpenVINO: 'auto' = int8 when the "
-            "CPU has VNNI/AMX-INT8 (avx512_vnni, avx_vnni, amx_int8) and a cached INT8 model (`python -m "
+            "CPU has VNNI/AMX-INT8 or AVX2 (avx512_vnni, avx_vnni, amx_int8, avx2) and a cached INT8 model (`python -m "
             "detectors.int8 --imgsz N --source CAMERA_FILE_OR_URL`) passed its accuracy gate, else bf16 where "
             "bf16 is native (avx512_bf16, amx_bf16), else fp32 (bench/RESULTS.md 'CPU precision'); the choice "
             "and why is logged at startup. "

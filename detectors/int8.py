@@ -252,8 +252,8 @@ def ensure_int8(
 
 def int8_wanted(config: DetectorConfig, detector: object, source: str | Path, flags: frozenset[str]) -> bool:
     """Would ``precision: auto`` run ``detector`` (of the model at ``source``) in INT8 if its model were built?
-    OpenVINO on a CPU with VNNI/AMX-INT8, a local .pt model, no tiles, and no INT8 model at this size yet (one
-    the gate refused counts as built: it is not built again)."""
+    OpenVINO on a CPU where INT8 pays (``INT8_FLAGS``), a local .pt model, no tiles, and no INT8 model at this
+    size yet (one the gate refused counts as built: it is not built again)."""
     if config.precision != "auto" or config.tiles is not None or getattr(detector, "backend", None) != "openvino":
         return False
     if not any(flag in flags for flag in INT8_FLAGS):

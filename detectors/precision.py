@@ -1,13 +1,18 @@
 """Which numeric precision OpenVINO runs on this CPU: INT8, bf16 or f32, with the reason logged.
 
-INT8 pays where the CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX-INT8) and a
-quantized model passed the accuracy gate (``detectors.int8``); bf16 where bf16 is native (AVX512-BF16,
-AMX-BF16: OpenVINO's own CPU default there); f32 otherwise. ``choose_cpu_precision`` is pure (unit-tested
-over flag sets); ``read_cpu_info`` reads /proc/cpuinfo.
+INT8 pays where the CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX-INT8), and also on
+plain AVX2 (oneDNN's u8 x s8 kernels: INT8 1.7x faster than f32 there, bench/RESULTS.md), once a quantized
+model passed the accuracy gate (``detectors.int8``); bf16 where bf16 is native (AVX512-BF16, AMX-BF16:
+OpenVINO's own CPU default there); f32 otherwise. ``choose_cpu_precision`` is pure (unit-tested over flag
+sets); ``read_cpu_info`` reads /proc/cpuinfo and applies oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``), which the
+kernels obey but OpenVINO's own bf16 default does not (it then runs bf16 on f32 kernels, 4x slower).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,11 +20,29 @@ from typing import Literal
 from detectors.base import DetectorError
 from detectors.config import DetectorConfig, Precision
 
+log = logging.getLogger(__name__)
 CpuPrecision = Literal["int8", "bf16", "f32"]
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# Where INT8 pays, best first: 8-bit dot products, else AVX2's u8 x s8 multiply-add (still 1.7x f32).
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx2")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # What benchmark results record: every flag that changes which precision is fast here.
-REPORTED_FLAGS = ("avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+REPORTED_FLAGS = ("avx2", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+ISA_CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+# oneDNN's ISA cap (its names, lower case) -> the precision-relevant flags its kernels may still use.
+_AVX512 = ("avx2", "avx512f")
+_ISA_CAPS: dict[str, tuple[str, ...]] = {
+    "sse41": (),
+    "avx": (),
+    "avx2": ("avx2",),
+    "avx2_vnni": ("avx2", "avx_vnni"),
+    "avx2_vnni_2": ("avx2", "avx_vnni"),
+    "avx512_core": _AVX512,
+    "avx512_core_vnni": (*_AVX512, "avx512_vnni"),
+    "avx512_core_bf16": (*_AVX512, "avx512_vnni", "avx512_bf16"),
+    "avx512_core_fp16": (*_AVX512, "avx512_vnni", "avx512_bf16"),
+    "avx10_1_512": (*_AVX512, "avx512_vnni", "avx512_bf16"),
+}
+_CAPPED = frozenset((*REPORTED_FLAGS, "avx512f"))  # what a cap can take away (others are left as they are)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +51,7 @@ class CpuInfo:
 
     model: str
     flags: frozenset[str]
+    isa_cap: str | None = None  # e.g. "AVX2_VNNI" from ONEDNN_MAX_CPU_ISA: ``flags`` are already cut to it
 
     def reported(self) -> list[str]:
         """The precision-relevant flags present, in ``REPORTED_FLAGS`` order."""
@@ -36,7 +60,22 @@ class CpuInfo:
     def summary(self) -> str:
         """One line, e.g. "AMD EPYC; avx512_bf16 avx512_vnni avx_vnni" (or "none of ...")."""
         present = self.reported()
-        return f"{self.model}; {' '.join(present) if present else 'none of ' + ' '.join(REPORTED_FLAGS)}"
+        line = f"{self.model}; {' '.join(present) if present else 'none of ' + ' '.join(REPORTED_FLAGS)}"
+        return f"{line} (capped at {self.isa_cap} by {ISA_CAP_VARS[0]})" if self.isa_cap else line
+
+
+def apply_isa_cap(info: CpuInfo, environ: Mapping[str, str]) -> CpuInfo:
+    """``info`` with the flags oneDNN may not use under ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``)
+    removed: the precision choice must follow the kernels that will run. ``ALL``, ``DEFAULT``, unset or a value
+    oneDNN does not know (it ignores those; logged, since it is likely a typo): as is."""
+    var, cap = next(((v, environ[v].strip()) for v in ISA_CAP_VARS if environ.get(v, "").strip()), ("", ""))
+    if cap.lower() in ("", "all", "default") or cap.lower().startswith(("avx512_core_amx", "avx10_1_512_amx")):
+        return info
+    allowed = _ISA_CAPS.get(cap.lower())
+    if allowed is None:
+        log.warning("%s=%r is not a oneDNN ISA (%s, ALL): ignored", var, cap, ", ".join(_ISA_CAPS).upper())
+        return info
+    return CpuInfo(info.model, frozenset(f for f in info.flags if f not in _CAPPED or f in allowed), cap.upper())
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:
@@ -52,12 +91,14 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     return CpuInfo(model, flags)
 
 
-def read_cpu_info(path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
-    """This machine's CPU (unknown, no flags, where /proc/cpuinfo is unreadable: f32 is then chosen)."""
+def read_cpu_info(path: Path = Path("/proc/cpuinfo"), environ: Mapping[str, str] = os.environ) -> CpuInfo:
+    """This machine's CPU as oneDNN's kernels see it (unknown, no flags, where /proc/cpuinfo is unreadable:
+    f32 is then chosen)."""
     try:
-        return parse_cpuinfo(path.read_text(encoding="utf-8", errors="replace"))
+        info = parse_cpuinfo(path.read_text(encoding="utf-8", errors="replace"))
     except OSError:
-        return CpuInfo("unknown CPU", frozenset())
+        info = CpuInfo("unknown CPU", frozenset())
+    return apply_isa_cap(info, environ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +115,8 @@ def choose_cpu_precision(
 ) -> tuple[CpuPrecision, str]:
     """(precision, why) for OpenVINO on a CPU with ``flags``; ``int8`` is the gate's verdict (None: none built).
 
-    ``auto``: int8 when the CPU has VNNI/AMX-INT8 and the INT8 model passed its gate, else bf16 when bf16 is
-    native, else f32. ``int8`` asks for INT8 whatever the flags but still honours the gate (falls back like
+    ``auto``: int8 when the CPU has VNNI/AMX-INT8 (or AVX2) and the INT8 model passed its gate, else bf16 when
+    bf16 is native, else f32. ``int8`` asks for INT8 whatever the flags but still honours the gate (falls back like
     auto, saying so). ``bf16`` needs native bf16 (DetectorError otherwise); ``fp32`` is f32.
     """
     vnni = [f for f in INT8_FLAGS if f in flags]

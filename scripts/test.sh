@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 # Network isolation: when we may create namespaces, the suite runs where only loopback exists.
 if [[ $(id -u) -eq 0 ]] && unshare --net true 2>/dev/null; then

@@ -29,6 +29,7 @@ from tests.test_cluster import CAMERAS, PRODUCTION_TTL_S, TTL_S, Seat, hold_stil
 
 pytestmark = pytest.mark.slow
 
+
 def served(client: redis.Redis, endpoints: list[str], nodes: set[str], newer: dict[str, int] | None = None) -> bool:
     """Every camera is claimed by one of ``nodes`` (those in ``newer`` under a claim newer than the token given) and
     publishes its status under that claim's token."""

@@ -35,8 +35,14 @@ def test_a_filling_disk_stops_clips_not_incidents(
     horn = RtpListener()
     web_port = free_port()
     with small_tmpfs(tmp_path / "small", size="40m") as disk:
-        scenario = gathering_scenario(root, tmp_path, horn.port, data_dir=str(disk / "data"),
-                                      retention={"min_free_mb": 12}, web={"host": "127.0.0.1", "port": web_port})
+        scenario = gathering_scenario(
+            root,
+            tmp_path,
+            horn.port,
+            data_dir=str(disk / "data"),
+            retention={"min_free_mb": 12},
+            web={"host": "127.0.0.1", "port": web_port},
+        )
         scenario["clips"]["post_roll_s"] = 3
         cfg = write_config(scenario)
         log_path = tmp_path / "engine.log"

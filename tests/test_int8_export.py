@@ -82,6 +82,32 @@ def test_int8_export_is_gated_cached_and_used(model_copy: Path, square_mp4: Path
     assert f"precision {want}: {why}" in auto.describe()
 
 
+def test_a_onednn_isa_cap_is_the_cpu_precision_auto_chooses_for(model_copy: Path) -> None:
+    """Under ``ONEDNN_MAX_CPU_ISA`` the kernels lose the instructions above the cap, but OpenVINO still picks bf16
+    by its own default (then 4x slower, on f32 kernels): ``precision: auto`` must follow the cap. Real OpenVINO in
+    a process with the cap set; on this CPU uncapped it would run bf16 (or INT8), capped at VNNI it runs f32."""
+    import os
+    import subprocess
+    import sys
+
+    size = IMGSZ + 64  # no INT8 model at this size: auto picks between bf16 and f32
+    script = (
+        "import logging; from detectors import DetectorConfig, create_detector; logging.basicConfig(level='INFO'); "
+        f"d = create_detector(DetectorConfig(model={str(model_copy)!r}, imgsz={size}, threads=1, streams=1)); "
+        "print(d.describe())"
+    )
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+    capped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert capped.returncode == 0, capped.stderr
+    assert "precision f32: CPU has none of avx512_bf16, amx_bf16" in capped.stdout, capped.stdout
+    assert "precision=f32" in capped.stdout  # the hint OpenVINO is given (its own default would be bf16)
+    assert "capped at AVX512_CORE_VNNI by ONEDNN_MAX_CPU_ISA" in capped.stderr  # the startup log line
+    if "avx512_bf16" in read_cpu_info(environ={}).flags:  # this EPYC: uncapped, the same call runs bf16
+        env.pop("ONEDNN_MAX_CPU_ISA")
+        plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+        assert plain.returncode == 0 and "precision=bf16" in plain.stdout, plain.stdout + plain.stderr
+
+
 def test_a_refused_int8_model_is_not_used(model_copy: Path, square_mp4: Path) -> None:
     """A gate no model can pass (MAE must drop by 1) refuses INT8: the detector falls back and says so."""
     video = sample_frames([str(square_mp4)], 10)
@@ -175,7 +201,7 @@ def test_engine_builds_int8_in_the_background_and_switches_its_camera(
     from monitor.engine import Engine
 
     if not any(flag in read_cpu_info().flags for flag in INT8_FLAGS):
-        pytest.skip("this CPU has no VNNI/AMX-INT8: precision auto would not run INT8 here")
+        pytest.skip("this CPU has none of INT8_FLAGS: precision auto would not run INT8 here")
     size = IMGSZ - 32  # a size no other test quantizes
     assert find_int8(model_copy, size) is None
     config = tmp_path / "streams.yaml"

@@ -2,10 +2,12 @@
 
 Flag sets are those of real CPUs as /proc/cpuinfo spells them: the AMD EPYC dev box (AVX512-BF16 and VNNI),
 an Intel Xeon with VNNI but no bf16 (where OpenVINO ran f32 and the bench lead shrank to x1.3), a Sapphire
-Rapids Xeon (AMX), an Alder Lake desktop (AVX-VNNI only) and an old AVX2-only CPU.
+Rapids Xeon (AMX), an Alder Lake desktop (AVX-VNNI only), an old AVX2-only CPU and an older AVX-only one.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from detectors import DetectorError
 from detectors.config import Backend, Precision
 from detectors.int8 import split_frames
 from detectors.int8_gate import above, fit_confidence_scale, matches, run_gate, score
-from detectors.precision import CpuPrecision, Int8Verdict, choose_cpu_precision, parse_cpuinfo
+from detectors.precision import CpuPrecision, Int8Verdict, choose_cpu_precision, parse_cpuinfo, read_cpu_info
 from detectors.select import Available, select_backend
 
 BASE = "fpu sse sse2 avx avx2 fma"
@@ -23,6 +25,7 @@ XEON_VNNI = frozenset(f"{BASE} avx512f avx512_vnni".split())
 SAPPHIRE = frozenset(f"{BASE} avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16".split())
 ALDER = frozenset(f"{BASE} avx_vnni".split())
 AVX2 = frozenset(BASE.split())
+AVX_ONLY = frozenset({"fpu", "sse", "sse2", "avx"})
 PASSED = Int8Verdict(True, "MAE 0.05 vs 0.00 f32, recall 0.990 vs 1.000")
 FAILED = Int8Verdict(False, "MAE 0.40 vs 0.00 f32, recall 0.900 vs 1.000")
 
@@ -36,10 +39,12 @@ CASES: list[tuple[str, frozenset[str], Precision, Int8Verdict | None, CpuPrecisi
     ("Sapphire Rapids: AMX", SAPPHIRE, "auto", PASSED, "int8", ("avx512_vnni",)),
     ("Sapphire Rapids, refused", SAPPHIRE, "auto", FAILED, "bf16", ("avx512_bf16", "failed")),
     ("Alder Lake: AVX-VNNI", ALDER, "auto", PASSED, "int8", ("avx_vnni",)),
-    ("AVX2 only: INT8 does not pay", AVX2, "auto", PASSED, "f32", ("would not pay",)),
+    ("AVX2 only: INT8 still pays", AVX2, "auto", PASSED, "int8", ("CPU has avx2", "gate passed")),
+    ("AVX2 only, no INT8 yet", AVX2, "auto", None, "f32", ("avx2 but no INT8 model",)),
+    ("AVX only: INT8 does not pay", AVX_ONLY, "auto", PASSED, "f32", ("would not pay",)),
     ("fp32 forced", EPYC, "fp32", PASSED, "f32", ("configured fp32",)),
     ("bf16 asked, native", SAPPHIRE, "bf16", PASSED, "bf16", ("configured bf16", "avx512_bf16")),
-    ("int8 asked without VNNI", AVX2, "int8", PASSED, "int8", ("configured int8",)),
+    ("int8 asked without AVX2", AVX_ONLY, "int8", PASSED, "int8", ("configured int8",)),
     ("int8 asked, none built", XEON_VNNI, "int8", None, "f32", ("no INT8 model",)),
     ("int8 asked, refused", EPYC, "int8", FAILED, "bf16", ("failed its accuracy gate",)),
 ]
@@ -71,11 +76,54 @@ def test_cpuinfo_is_parsed_from_the_first_processor() -> None:
     info = parse_cpuinfo(text)
     assert info.model == "AMD EPYC 9654 96-Core Processor"
     assert info.flags == frozenset({"fpu", "avx2", "avx512_bf16", "avx512_vnni"})
-    assert info.reported() == ["avx512_bf16", "avx512_vnni"]
-    assert info.summary() == "AMD EPYC 9654 96-Core Processor; avx512_bf16 avx512_vnni"
+    assert info.reported() == ["avx2", "avx512_bf16", "avx512_vnni"]
+    assert info.summary() == "AMD EPYC 9654 96-Core Processor; avx2 avx512_bf16 avx512_vnni"
     arm = parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
     assert (arm.model, arm.reported()) == ("unknown CPU", [])
-    assert "none of avx512_bf16" in arm.summary()
+    assert "none of avx2 avx512_bf16" in arm.summary()
+
+
+def epyc_cpuinfo(folder: Path) -> Path:
+    """A /proc/cpuinfo of the EPYC dev box (``EPYC`` flags)."""
+    path = folder / "cpuinfo"
+    path.write_text(f"model name\t: AMD EPYC\nflags\t\t: {' '.join(sorted(EPYC))}\n", encoding="utf-8")
+    return path
+
+
+# oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA) -> what auto picks on the EPYC with a gated INT8 model: the choice
+# follows the kernels that will run (the way the bench emulates the issue's VNNI-without-bf16 Xeon here)
+ISA_CAPS = [
+    ({}, EPYC, "int8", "avx512_vnni"),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL"}, EPYC, "int8", "avx512_vnni"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, XEON_VNNI, "int8", "avx512_vnni"),
+    ({"DNNL_MAX_CPU_ISA": "avx2_vnni"}, ALDER, "int8", "avx_vnni"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, AVX2, "int8", "avx2"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, AVX2 | {"avx512f"}, "int8", "avx2"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX"}, AVX_ONLY | {"fma"}, "f32", "would not pay"),
+]
+
+
+@pytest.mark.parametrize(("environ", "flags", "want", "word"), ISA_CAPS, ids=[str(c[0]) for c in ISA_CAPS])
+def test_the_onednn_isa_cap_is_the_cpu_the_choice_sees(
+    tmp_path: Path, environ: dict[str, str], flags: frozenset[str], want: CpuPrecision, word: str
+) -> None:
+    cpuinfo = epyc_cpuinfo(tmp_path)
+    info = read_cpu_info(cpuinfo, environ)
+    assert info.flags == flags
+    assert (info.isa_cap is None) == (flags == EPYC)
+    assert ("capped at" in info.summary()) == (flags != EPYC), info.summary()
+    precision, why = choose_cpu_precision(info.flags, "auto", PASSED)
+    assert (precision, word in why) == (want, True), why
+
+
+def test_an_unknown_isa_cap_is_ignored_as_onednn_does_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cpuinfo = epyc_cpuinfo(tmp_path)
+    with caplog.at_level("WARNING", logger="detectors.precision"):
+        info = read_cpu_info(cpuinfo, {"DNNL_MAX_CPU_ISA": "AVX3"})
+    assert (info.flags, info.isa_cap) == (EPYC, None)
+    assert "DNNL_MAX_CPU_ISA='AVX3' is not a oneDNN ISA" in caplog.text
 
 
 def boxes(*rows: tuple[float, float, float, float]) -> np.ndarray:

@@ -20,6 +20,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.mark.parametrize(
     ("fault", "outage_s"), [(signal.SIGKILL, 40.0), (signal.SIGSTOP, 30.0)], ids=["killed", "frozen"]
 )

@@ -22,8 +22,13 @@ def gathering_scenario(root: Path, tmp_path: Path, horn_port: int, **top: Any) -
     The rule's clear_s outlasts the quiet part, so the loop is one incident; ``top`` adds or replaces top-level keys.
     """
     video = cut_scenario(root / "sample_videos/square.mp4", [QUIET, QUIET, QUIET, CROWD], tmp_path / "scenario.mp4")
-    camera = {"url": str(video), "detect_fps": 2, "zones": {"lower": {"points": LOWER_ZONE}}, "speakers": ["horn"],
-              "detector": {"calibrate": False}}  # the scenario's counts were measured at the 960 default
+    camera = {
+        "url": str(video),
+        "detect_fps": 2,
+        "zones": {"lower": {"points": LOWER_ZONE}},
+        "speakers": ["horn"],
+        "detector": {"calibrate": False},
+    }  # the scenario's counts were measured at the 960 default
     rule = {"kind": "gathering", "camera": "plaza", "zone": "lower", "min_people": 4, "dwell_s": 2, "clear_s": 40,
             "cooldown_s": 600, "announcement": str(root / "announcements/disperse_en.wav")}  # fmt: skip
     return {
