@@ -83,9 +83,12 @@ def open_live(
 
 
 def read_stream(ws: ClientConnection, seconds: float) -> tuple[dict[str, Any], list[bytes]]:
-    """The init message and the frames received within ``seconds``."""
+    """The init message and the frames received within ``seconds`` of the first one (a cold feed's first frame
+    waits for the camera's next keyframe, up to a GOP after the init: that wait is not the frame rate)."""
     init: dict[str, Any] = json.loads(ws.recv(timeout=15))
-    frames: list[bytes] = []
+    first = ws.recv(timeout=15)
+    assert isinstance(first, bytes)
+    frames: list[bytes] = [first]
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         try:
