@@ -43,6 +43,7 @@ _ISA_CAPS: dict[str, tuple[str, ...]] = {
     "avx10_1_512": (*_AVX512, "avx512_vnni", "avx512_bf16"),
 }
 _CAPPED = frozenset((*REPORTED_FLAGS, "avx512f"))  # what a cap can take away (others are left as they are)
+_warned_caps: set[str] = set()  # an unknown cap is logged once, not at each look (the engine looks every minute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,9 @@ def apply_isa_cap(info: CpuInfo, environ: Mapping[str, str]) -> CpuInfo:
         return info
     allowed = _ISA_CAPS.get(cap.lower())
     if allowed is None:
-        log.warning("%s=%r is not a oneDNN ISA (%s, ALL): ignored", var, cap, ", ".join(_ISA_CAPS).upper())
+        if cap not in _warned_caps:
+            _warned_caps.add(cap)
+            log.warning("%s=%r is not a oneDNN ISA (%s, ALL): ignored", var, cap, ", ".join(_ISA_CAPS).upper())
         return info
     return CpuInfo(info.model, frozenset(f for f in info.flags if f not in _CAPPED or f in allowed), cap.upper())
 

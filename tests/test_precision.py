@@ -124,6 +124,10 @@ def test_an_unknown_isa_cap_is_ignored_as_onednn_does_and_logged(
         info = read_cpu_info(cpuinfo, {"DNNL_MAX_CPU_ISA": "AVX3"})
     assert (info.flags, info.isa_cap) == (EPYC, None)
     assert "DNNL_MAX_CPU_ISA='AVX3' is not a oneDNN ISA" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detectors.precision"):
+        read_cpu_info(cpuinfo, {"DNNL_MAX_CPU_ISA": "AVX3"})
+    assert not caplog.text  # once per process, not at every look
 
 
 def boxes(*rows: tuple[float, float, float, float]) -> np.ndarray:
