@@ -64,7 +64,7 @@ from detectors.model_fetch import sha256_file
 from detectors.native import NativeDetector
 from detectors.openvino_backend import OpenVinoRunner
 from detectors.postprocess import Letterbox, preprocess
-from detectors.precision import INT8_FLAGS, Int8Verdict
+from detectors.precision import Int8Verdict, int8_instructions
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +252,11 @@ def ensure_int8(
 
 def int8_wanted(config: DetectorConfig, detector: object, source: str | Path, flags: frozenset[str]) -> bool:
     """Would ``precision: auto`` run ``detector`` (of the model at ``source``) in INT8 if its model were built?
-    OpenVINO on a CPU where INT8 pays (``INT8_FLAGS``), a local .pt model, no tiles, and no INT8 model at this
+    OpenVINO on a CPU where INT8 pays (``int8_instructions``), a local .pt model, no tiles, and no INT8 model at this
     size yet (one the gate refused counts as built: it is not built again)."""
     if config.precision != "auto" or config.tiles is not None or getattr(detector, "backend", None) != "openvino":
         return False
-    if not any(flag in flags for flag in INT8_FLAGS):
+    if int8_instructions(flags) is None:
         return False
     return isinstance(source, Path) and source.suffix == ".pt" and find_int8(source, config.imgsz) is None
 

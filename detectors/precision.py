@@ -59,7 +59,7 @@ class CpuInfo:
         return [f for f in REPORTED_FLAGS if f in self.flags]
 
     def summary(self) -> str:
-        """One line, e.g. "AMD EPYC; avx512_bf16 avx512_vnni avx_vnni" (or "none of ...")."""
+        """One line, e.g. "AMD EPYC; avx2 avx512_bf16 avx512_vnni avx_vnni" (or "none of ...")."""
         present = self.reported()
         line = f"{self.model}; {' '.join(present) if present else 'none of ' + ' '.join(REPORTED_FLAGS)}"
         return f"{line} (capped at {self.isa_cap} by {ISA_CAP_VARS[0]})" if self.isa_cap else line
@@ -113,6 +113,11 @@ class Int8Verdict:
     confidence_scale: float = 1.0  # INT8 runs at this times the configured confidence (detectors.int8_gate)
 
 
+def int8_instructions(flags: frozenset[str]) -> str | None:
+    """The best of ``INT8_FLAGS`` the CPU has (None: INT8 would not pay here)."""
+    return next((flag for flag in INT8_FLAGS if flag in flags), None)
+
+
 def choose_cpu_precision(
     flags: frozenset[str], requested: Precision, int8: Int8Verdict | None = None
 ) -> tuple[CpuPrecision, str]:
@@ -122,7 +127,7 @@ def choose_cpu_precision(
     bf16 is native, else f32. ``int8`` asks for INT8 whatever the flags but still honours the gate (falls back like
     auto, saying so). ``bf16`` needs native bf16 (DetectorError otherwise); ``fp32`` is f32.
     """
-    vnni = [f for f in INT8_FLAGS if f in flags]
+    int8_isa = int8_instructions(flags)
     bf16 = [f for f in BF16_FLAGS if f in flags]
     if requested == "fp16":
         raise DetectorError("precision 'fp16' needs a CUDA device; OpenVINO on the CPU runs int8, bf16 or fp32")
@@ -135,9 +140,9 @@ def choose_cpu_precision(
     fallback: CpuPrecision = "bf16" if bf16 else "f32"
     fallback_why = f"CPU has {bf16[0]}" if bf16 else f"CPU has none of {', '.join(BF16_FLAGS)}"
     if requested == "int8":
-        why_int8 = f"CPU has {vnni[0]}" if vnni else f"configured int8 (CPU has none of {', '.join(INT8_FLAGS)})"
-    elif vnni:
-        why_int8 = f"CPU has {vnni[0]}"
+        why_int8 = f"CPU has {int8_isa}" if int8_isa else f"configured int8 (CPU has none of {', '.join(INT8_FLAGS)})"
+    elif int8_isa:
+        why_int8 = f"CPU has {int8_isa}"
     else:
         return fallback, f"{fallback_why}; no {'/'.join(INT8_FLAGS)}, so INT8 would not pay"
     if int8 is None:

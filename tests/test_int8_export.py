@@ -196,11 +196,11 @@ def test_engine_builds_int8_in_the_background_and_switches_its_camera(
 
     import yaml
 
-    from detectors.precision import INT8_FLAGS
+    from detectors.precision import int8_instructions
     from monitor.config import load_config
     from monitor.engine import Engine
 
-    if not any(flag in read_cpu_info().flags for flag in INT8_FLAGS):
+    if int8_instructions(read_cpu_info().flags) is None:
         pytest.skip("this CPU has none of INT8_FLAGS: precision auto would not run INT8 here")
     size = IMGSZ - 32  # a size no other test quantizes
     assert find_int8(model_copy, size) is None
