@@ -160,7 +160,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     if not problems:  # problems first: the settings matter once the cameras can run
         _print_calibrations(loaded)
+        _print_decoding(loaded)
     return 1 if problems else 0
+
+
+def _print_decoding(loaded: LoadedConfig) -> None:
+    """Where each camera set to hardware decoding will decode on this machine (the device is tried for real)."""
+    from monitor.ingest.hwaccel import choose_decode
+
+    for name, cam in loaded.config.cameras.items():
+        if cam.hwaccel != "none":
+            print(f"  {name}: hwaccel {cam.hwaccel}: decodes on {choose_decode(cam.hwaccel).reason}")
 
 
 def _print_calibrations(loaded: LoadedConfig) -> None:

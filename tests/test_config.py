@@ -122,6 +122,7 @@ BROKEN = [
     ),
     ("cameras.square_east.inputs", {"detect": "rtsp://a/sub"}, "cameras.square_east.inputs.record: required key"),
     ("cameras.square_east.sampling", "sometimes", "cameras.square_east.sampling: Input should be 'auto'"),
+    ("cameras.square_east.hwaccel", "gpu", "cameras.square_east.hwaccel: Input should be 'none', 'auto', 'cuda'"),
     ("rules.0.close_below", 9, "rules.0.close_below: close_below (9) must not exceed min_people"),
 ]
 

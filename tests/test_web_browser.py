@@ -363,6 +363,21 @@ def test_dashboard_shows_frame_age_and_detect_rate_against_configured(site: Site
     page.screenshot(path=str(tmp_path / "dashboard-frozen.png"))
 
 
+def test_camera_page_says_where_the_camera_is_decoded(site: Site, browser: Any) -> None:
+    """A camera set to hardware decoding on a machine whose GPU is gone keeps running on the CPU: the page says so."""
+    from playwright.sync_api import expect
+
+    from monitor.store.incidents import camera_key
+
+    why = "h264 on cpu (cuda: PermissionError: [Errno 1] Operation not permitted)"
+    site.client.hset(camera_key("gate"), "decoder", why)
+    http = site.login("view")
+    assert http.get("/api/cameras/gate").json()["decoder"] == why
+    http.close()
+    page = login(browser, site, "view", "view-pass-1", "/cameras/gate")
+    expect(page.locator("#camera-facts")).to_contain_text(f"解码 Decoder{why}", timeout=20_000)
+
+
 def test_open_incidents_have_headers_and_audit_shows_action_labels(site: Site, browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

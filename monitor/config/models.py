@@ -30,6 +30,7 @@ from monitor.config.notify import NotifierConfig
 from monitor.config.retention import RetentionConfig
 from monitor.config.talk import TalkConfig
 from monitor.config.web import WebConfig
+from monitor.ingest.hwaccel import HwaccelMode
 from monitor.ingest.sampler import SamplingMode
 from monitor.rules.models import RuleConfig, ZoneFilterConfig
 from speakers.config import SpeakerConfig
@@ -145,6 +146,14 @@ class CameraConfig(_Model):
         ),
     )
     detect_fps: float = Field(2.0, gt=0, le=30, description="Frames per second sampled for person detection.")
+    hwaccel: HwaccelMode = Field(
+        "none",
+        description=(
+            "Decode the detect stream on a hardware device: cuda (NVIDIA NVDEC), qsv (Intel Quick Sync), vaapi, "
+            "vulkan, or auto (the first of cuda, qsv, vaapi that works). A device that is missing or cannot decode "
+            "the stream leaves the camera decoding on the CPU; its status says why."
+        ),
+    )
     zones: dict[ZoneName, ZoneConfig] = Field(default_factory=dict, description="Named zones on this camera's image.")
     speakers: list[str] = Field(default_factory=list, description="Speakers that announcements for this camera use.")
     speed: float = Field(1.0, gt=0, le=64, description="Playback speed of a file source (1 = real time).")

@@ -12,6 +12,7 @@ INPUT_KEYS = (
     "url",
     "inputs",
     "detect_fps",
+    "hwaccel",
     "sampling",
     "speed",
     "loop",

@@ -24,6 +24,7 @@ from monitor.analyze.motion import changed, thumbnail
 from monitor.ingest.clips import ClipRequest, ClipResult, write_clip
 from monitor.ingest.deferred import DeferredDecoder
 from monitor.ingest.demux import paced_packets
+from monitor.ingest.hwaccel import DecodeChoice, HwaccelMode, choose_decode
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
 from monitor.ingest.sampler import Sampler, SamplingMode
 from monitor.redact import redact_url, scrub, url_problem
@@ -99,6 +100,7 @@ class WorkerStatus:
     keyframes_only: bool = False
     gop_s: float | None = None
     parked: bool = False  # a still picture: keyframes only until one shows a change (motion gate)
+    decoder: str = ""  # codec and where it decodes, e.g. "h264 on cuda", or "h264 on cpu (cuda: why not)"
 
 
 class StreamWorker:
@@ -114,10 +116,12 @@ class StreamWorker:
         sampling: SamplingMode = "auto",
         max_side: int | None = None,
         frame_ready: threading.Event | None = None,
+        hwaccel: HwaccelMode = "none",
     ) -> None:
         """``detect_fps`` None: a record-only input (never decoded); ``max_side``: convert sampled frames
         straight to at most this long side (the detector's input size) instead of full resolution;
-        ``frame_ready``: set whenever a new frame is published (the detection loop waits on it instead of polling).
+        ``frame_ready``: set whenever a new frame is published (the detection loop waits on it instead of polling);
+        ``hwaccel``: decode on this hardware device when it works (``monitor.ingest.hwaccel``), else on the CPU.
         """
         self.camera = camera
         self.source = source
@@ -125,6 +129,8 @@ class StreamWorker:
         self.sampling: SamplingMode = sampling
         self.max_side = max_side
         self.frame_ready = frame_ready
+        self.hwaccel: HwaccelMode = hwaccel
+        self._device_failed: str | None = None  # why this camera's stream could not be opened on the device
         # whether a still picture may park the camera (its motion gate is on; read per frame: a reload may change it)
         self.parkable: Callable[[], bool] = lambda: False
         self._still_thumb: npt.NDArray[np.uint8] | None = None  # the picture the stillness is measured against
@@ -228,15 +234,17 @@ class StreamWorker:
         problem = src.problem()
         if problem is not None:
             raise (FileNotFoundError if src.is_file else ValueError)(problem)
-        options, timeout = open_arguments(src)
-        with av.open(src.url, options=options, timeout=timeout) as container:
+        choice = self._decode_choice()
+        with self._open(choice) as container:
             if not container.streams.video:
                 raise ValueError(f"no video stream in {src.redacted()}")
             stream = container.streams.video[0]
             if 0 < stream.codec_context.width * stream.codec_context.height <= SINGLE_THREAD_MAX_PIXELS:
                 stream.thread_type, stream.thread_count = "NONE", 1  # before the first decode opens the codec
-            log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), stream.codec_context.name)
-            self._set_status(online=True, last_error=None)
+            decoding = f"{stream.codec_context.name} on {choice.reason}" if self.detect_fps else "not decoded"
+            log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), decoding)
+            self._set_status(online=True, last_error=None, decoder=decoding)
+            unconfirmed = choice.device  # the device's name until a frame shows where it was decoded
             sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
             decoder = DeferredDecoder(stream, self.camera)
             strategy: tuple[bool, bool, float | None] | None = None  # (keyframes only, parked, GOP) as last applied
@@ -254,12 +262,48 @@ class StreamWorker:
                             self._set_status(keyframes_only=strategy[0], parked=strategy[1], gop_s=strategy[2])
                         wanted = sampler.wants(item.ts)
                         for frame, held, held_ts in decoder.push(packet, item.ts, item.keyframe, wanted):
+                            if unconfirmed is not None:
+                                self._confirm_device(stream, unconfirmed)
+                                unconfirmed = None
                             ts = held_ts + ((frame.pts or 0) - (held.pts or 0)) * tb
                             if sampler.due(ts) and self._publish(ts, frame) and sampler.parked:
                                 sampler.resume()  # the keyframe just decoded moved: its successors decode
                     self._finish_clips(force=False, template=stream)
             finally:
                 self._finish_clips(force=True, template=stream)  # while the container can still serve as template
+
+    def _decode_choice(self) -> DecodeChoice:
+        """Where this session decodes: a record-only input decodes nothing; a device that failed to open this
+        camera's stream is not tried again until the worker restarts."""
+        if not self.detect_fps or self.hwaccel == "none":
+            return DecodeChoice(None, "cpu")
+        if self._device_failed is not None:
+            return DecodeChoice(None, f"cpu ({self._device_failed})")
+        return choose_decode(self.hwaccel)
+
+    def _open(self, choice: DecodeChoice) -> av.container.InputContainer:
+        """Open the source, on ``choice``'s device when it has one. If that fails but the stream opens without the
+        device, the device was the problem: this camera decodes on the CPU from now on, saying why."""
+        src = self.source
+        options, timeout = open_arguments(src)
+        if choice.device is None:
+            return av.open(src.url, options=options, timeout=timeout)
+        try:
+            return av.open(src.url, options=options, timeout=timeout, hwaccel=choice.hwaccel())
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            container = av.open(src.url, options=options, timeout=timeout)  # fails too if the stream was the problem
+            self._device_failed = f"{choice.device} failed to open the stream: {self._describe(exc)}"
+            log.warning("camera %s: %s; decoding on the CPU", self.camera, self._device_failed)
+            return container
+
+    def _confirm_device(self, stream: av.video.stream.VideoStream, device: str) -> None:
+        """After the first frame: FFmpeg falls back to the CPU by itself for a stream the device cannot decode
+        (a profile or size it lacks); the status says so."""
+        if stream.codec_context.is_hwaccel:
+            return
+        decoding = f"{stream.codec_context.name} on cpu ({device} cannot decode this stream)"
+        log.warning("camera %s: %s", self.camera, decoding)
+        self._set_status(decoder=decoding)
 
     def _packets(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream

@@ -104,6 +104,7 @@ def make_workers(
         sampling=cam.sampling,
         max_side=max_side,
         frame_ready=frame_ready,
+        hwaccel=cam.hwaccel,
     )
     if cam.inputs is None:
         return detect, detect

@@ -188,6 +188,7 @@ class StatusReporter:
             "reconnects": st.reconnects,
             "last_frame_ts": st.last_frame_ts or 0,
             "last_error": st.last_error or "",
+            "decoder": st.decoder,
             "width": st.width or 0,
             "height": st.height or 0,
             "snapshot": snapshot,

@@ -92,6 +92,7 @@ class CameraStatus(BaseModel):
     last_error: str
     width: int
     height: int
+    decoder: str = Field(default="", description="Codec and where it decodes, e.g. 'h264 on cuda' or 'h264 on cpu'.")
     url: str = Field(description="Source URL with credentials removed.")
     updated_at: str | None
     snapshot_url: str | None = Field(description="Latest annotated live image, when there is one.")
@@ -283,6 +284,7 @@ def camera_statuses(
                 last_error=shown(data.get("last_error", "")),
                 width=_num(data, "width", int),
                 height=_num(data, "height", int),
+                decoder=shown(data.get("decoder", "")),
                 url=strip_paths(redact_url(data.get("url") or conf_url)),
                 updated_at=iso(updated) if updated else None,
                 snapshot_url=f"/api/cameras/{quote(name, safe='')}/snapshot?t={updated:.0f}"

@@ -85,7 +85,7 @@
       ["输入 Input fps", cam.input_fps.toFixed(1)], ["检测 Detect fps", cam.detect_fps.toFixed(1) +
         (cam.detect_fps_configured ? ` / ${cam.detect_fps_configured.toFixed(1)}` : "")],
       ["丢帧 Dropped", cam.dropped], ["重连 Reconnects", cam.reconnects], ["最后一帧 Last frame", VM.time(cam.last_frame_at)],
-      ["地址 Source", cam.url], ["错误 Error", cam.last_error || "—"]];
+      ["地址 Source", cam.url], ["解码 Decoder", cam.decoder || "—"], ["错误 Error", cam.last_error || "—"]];
     if (cam.node) facts.push(["节点 Node", cam.node]);  // several machines (cluster:): which one runs it
     if (cam.calibration) facts.push(["检测设置 Detector", calibrationText(cam.calibration)]);
     document.getElementById("camera-facts").replaceChildren(
