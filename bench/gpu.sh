@@ -6,7 +6,8 @@
 #     peer loop YOLO(pt).predict(source, stream=True, half=True, device=0), batch 1/8/32/64, imgsz 640;
 #   - PyAV decoding of many concurrent streams with and without NVDEC (hwaccel=HWAccel("cuda"), h264_cuvid),
 #     on sample_videos/square.mp4 and a 1080p H.264 clip made on the spot;
-#   - cameras held at 2 det/s for the peer and the engine, with the device, CPU and versions.
+#   - cameras held at 2 det/s for the peer and the engine, the engine measured end to end on 1080p file cameras
+#     with hwaccel none (CPU decoding) and cuda (NVDEC, the engine's own hwaccel setting); device, CPU, versions.
 # Details of each measurement: the docstring of bench/gpu_bench.py. Results: OUT_DIR/gpu_bench.json and
 # OUT_DIR/gpu_bench.log (default OUT_DIR: $OUT, else /tmp/gpu-bench-out).
 #
@@ -29,6 +30,9 @@
 #     ultralytics==8.4.190 ultralytics-thop==2.2.3 ultralytics-platform==0.1.99 av==18.1.0 \
 #     pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
 # (ultralytics 8.4.190 declares polars, but predict/export do not import it; none of these needs it.)
+# The engine part (the engine end to end, bench/streams.py's run_engine) imports the engine; add, if missing there:
+#     redis==8.1.0 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 prometheus-client==0.26.0 \
+#     httpx==0.28.1 httpcore==1.0.9 h11==0.16.0 anyio==4.16.0 idna==3.20 certifi==2026.10.19.post1 pyyaml==6.0.4
 set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUTDIR=${1:-${OUT:-/tmp/gpu-bench-out}}
@@ -50,7 +54,9 @@ missing() {  # pip names of what the benchmark imports and this interpreter lack
     $PY - <<'EOF'
 import importlib.util
 need = {"ultralytics": "ultralytics==8.4.190", "av": "av>=14", "pydantic": "pydantic>=2.7", "cv2": "opencv-python-headless",
-        "yaml": "pyyaml", "torch": "torch", "numpy": "numpy"}
+        "yaml": "pyyaml", "torch": "torch", "numpy": "numpy",
+        # the engine part imports the engine (bench/streams.py's run_engine)
+        "redis": "redis>=5", "rich": "rich>=13", "prometheus_client": "prometheus-client", "httpx": "httpx"}
 print(" ".join(v for k, v in need.items() if importlib.util.find_spec(k) is None))
 EOF
 }

@@ -23,6 +23,12 @@ error is recorded and the next part runs):
 - ``peer``: the naive Ultralytics loop per camera, K threads each with its own
   ``YOLO(pt).predict(source=clip_1080p, stream=True, half=True, device=0, vid_stride=12)`` (a 25 fps
   camera at 2.08 det/s; OpenCV decodes every frame), aggregate detections/s.
+- ``engine``: the engine end to end, as ``bench/streams.py --modes engine`` runs it (``run_engine``: a
+  ``StreamWorker`` per camera + ``Engine.detect_once`` batching all cameras on the ``auto`` detector), on K
+  cameras that each play the 1080p clip at 25 fps in a loop (files paced like cameras: no RTSP server is needed
+  on the box), 2 det/s, with ``hwaccel: none`` (CPU decoding) and ``hwaccel: cuda`` (NVDEC, checked by the
+  engine itself: the row says where the cameras really decoded). A K is held when < 5 % of detections are
+  missing, as in bench/streams.py; the search doubles K from 16 and then bisects once.
 - ``auto``: the detector ``create_detector(DetectorConfig(imgsz=640, max_batch=64))`` builds here
   (whatever ``auto`` resolves to) at the same batches.
 - ``tensorrt``: when ``tensorrt`` imports and CUDA is there, the project's export path
@@ -35,7 +41,8 @@ error is recorded and the next part runs):
 
 Results: ``<out>/gpu_bench.json`` (rewritten after every part, so a timeout keeps what was done).
 
-    python bench/gpu_bench.py --out DIR [--quick] [--parts env,detect,decode,peer,auto,tensorrt] [--budget-s 330]
+    python bench/gpu_bench.py --out DIR [--quick] [--parts env,detect,decode,peer,engine,auto,tensorrt]
+                              [--budget-s 330]
                               [--batches 1,8,32,64]
 """
 
@@ -71,7 +78,7 @@ CONF, IOU = 0.35, 0.5
 CAMERA_FPS = 25.0  # decode-bound capacity assumes 25 fps cameras (the engine decodes every frame)
 DET_PER_CAMERA = 2.0  # the engine's detect_fps in bench/streams.py
 PEER_STRIDE = 12  # 25 fps / 12 = 2.08 det/s, the peer's setting in bench/streams.py
-ALL_PARTS = ("env", "detect", "decode", "peer", "auto", "tensorrt")
+ALL_PARTS = ("env", "detect", "decode", "peer", "engine", "auto", "tensorrt")
 
 
 def log(msg: str) -> None:
@@ -695,6 +702,54 @@ def part_peer(run: Run) -> None:
         run.save()
 
 
+# ---------------------------------------------------------------- engine end to end
+
+
+def engine_trial(source: Path, k: int, hwaccel: str, window_s: float, settle_s: float) -> dict[str, Any]:
+    """K file cameras through the engine's own workers and detection loop (bench/streams.py's run_engine)."""
+    from bench.streams import DROP_LIMIT, run_engine
+
+    figures = run_engine([{"main": str(source)}] * k, window_s, IMGSZ, {}, hwaccel, settle_s)
+    keys = ("dropped_frac", "cpu_cores_used", "cpu_s_per_camera_s", "decode_share", "latency_ms_p50", "detector")
+    row = {"cameras": k, "hwaccel": hwaccel, **{key: figures.get(key) for key in keys}}
+    row["decoders"], row["held"] = figures.get("decoders"), figures["dropped_frac"] < DROP_LIMIT
+    row["gpu_util_and_decoder_util_pct"] = gpu_util()
+    log(f"   {({k: v for k, v in row.items() if k != 'detector'})}")
+    return row
+
+
+def part_engine(run: Run) -> None:
+    out: dict[str, Any] = {
+        "what": "run_engine (StreamWorker per camera + Engine.detect_once, auto detector) on K looping 1080p25 "
+        "files at 2 det/s; held = < 5 % of detections missing",
+        "rows": [],
+        "held": {},
+    }
+    run.results["engine"] = out
+    source = run.clip_1080p or VIDEO
+    window, settle = (4.0, 2.0) if run.quick else (8.0, 3.0)
+    first, ceiling = (2, 8) if run.quick else (16, 256)
+    for hwaccel in ("none", "cuda"):
+        held, lost, k, bisected = 0, 0, first, False
+        while k and run.left() > window + settle + 30 + 0.1 * k:  # start-up: model, workers (~0.1 s each)
+            try:
+                row = engine_trial(source, k, hwaccel, window, settle)
+            except Exception as exc:
+                out["rows"].append({"cameras": k, "hwaccel": hwaccel, "error": f"{type(exc).__name__}: {exc}"})
+                break
+            out["rows"].append(row)
+            run.save()
+            held, lost = (k, lost) if row["held"] else (held, k)
+            if not lost:
+                k = k * 2 if k * 2 <= ceiling else 0  # doubling until a K is lost
+            elif not bisected and held < (mid := (held + lost) // 2) != k:
+                k, bisected = mid, True  # one more trial between the last held and the first lost
+            else:
+                k = 0
+        out["held"][hwaccel] = {"held": held, "first_lost": lost or None}
+        log(f"   engine hwaccel={hwaccel}: held {held}, first lost {lost or '-'}")
+
+
 # ---------------------------------------------------------------- auto / tensorrt
 
 
@@ -790,6 +845,9 @@ def summarize(run: Run) -> None:
             "at_threads": top["cameras"],
             "det_per_s": top["det_per_s_total"],
         }
+    engine = (r.get("engine") or {}).get("held")
+    if engine:
+        s["engine_cameras_held_measured"] = engine  # end to end, by hwaccel setting (1080p25 file cameras)
     dec: dict[str, float] = {}
     for row in (r.get("decode") or {}).get("rows", []):
         if "frames_per_s" in row and not row.get("failed_streams"):
@@ -835,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
         if go:
             run.frames = load_frames()
             run.results["media"] = {"frames": len(run.frames), "shape": list(run.frames[0].shape)}
-            if {"decode", "peer"} & set(parts):
+            if {"decode", "peer", "engine"} & set(parts):
                 n = 60 if args.quick else args.clip_frames
                 run.clip_1080p = make_1080p(Path(tempfile.gettempdir()) / "gpu_bench_1080p.mp4", n)
                 run.results["media"]["clip_1080p"] = {"frames": n, "mb": round(run.clip_1080p.stat().st_size / 1e6, 2)}
@@ -851,6 +909,10 @@ def main(argv: list[str] | None = None) -> int:
         with run.part("peer", need_s=20) as go:
             if go:
                 part_peer(run)
+    if "engine" in parts:
+        with run.part("engine", need_s=60) as go:
+            if go:
+                part_engine(run)
     if "tensorrt" in parts:
         with run.part("tensorrt", need_s=10) as go:
             if go:

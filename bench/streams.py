@@ -320,9 +320,15 @@ class EngineLoop(Engine):
 
 
 def run_engine(
-    cameras: list[dict[str, str]], duration_s: float, imgsz: int, detector: dict[str, Any]
+    cameras: list[dict[str, str]],
+    duration_s: float,
+    imgsz: int,
+    detector: dict[str, Any],
+    hwaccel: str = "none",
+    settle_s: float = 3.0,
 ) -> dict[str, Any]:
-    """StreamWorker(s) per camera + the engine's batched detect loop with the fastest detector."""
+    """StreamWorker(s) per camera + the engine's batched detect loop with the fastest detector; ``hwaccel`` is every
+    camera's decoding setting (e.g. cuda: NVDEC)."""
     cameras_config: dict[str, dict[str, Any]] = {}
     for i, inputs in enumerate(cameras):
         # a second input is record-only (packets into the pre-event ring, never decoded)
@@ -331,7 +337,7 @@ def run_engine(
             if "sub" in inputs
             else {"url": inputs["main"]}
         )
-        cameras_config[f"cam{i}"] = {**source, "detect_fps": DETECT_FPS}
+        cameras_config[f"cam{i}"] = {**source, "detect_fps": DETECT_FPS, "hwaccel": hwaccel}
     config = Config.model_validate({"detector": {"imgsz": imgsz, **detector}, "cameras": cameras_config})
     loaded = LoadedConfig(config, ROOT / "streams.yaml", {})
     det = create_detector(config.detector)
@@ -351,7 +357,7 @@ def run_engine(
 
     def measure() -> None:
         decode_tids.update(w._thread.native_id or 0 for w in workers)
-        result.update(_measure(tally, duration_s, decode_tids, started))
+        result.update(_measure(tally, duration_s, decode_tids, started, settle_s=settle_s))
 
     meter = threading.Thread(target=measure)
     meter.start()
@@ -373,6 +379,7 @@ def run_engine(
     result["detector"] = det.describe()
     result["engine_dropped_superseded"] = sum(c.dropped for c in cams)
     result["sampling"] = [asdict(c.worker.status()) for c in cams[:1]]
+    result["decoders"] = sorted({c.worker.status().decoder for c in cams})  # where the cameras decoded (hwaccel)
     return result
 
 
@@ -575,6 +582,7 @@ def _trial(
     cmd += ["--imgsz", str(args.imgsz), "--engine-detector", args.engine_detector, "--vid-stride", str(args.vid_stride)]
     cmd += ["--peer-imgsz", str(args.peer_imgsz or args.imgsz), "--peer-conf", str(args.peer_conf)]
     cmd += ["--scene", args.scene, "--motion-gate", args.motion_gate, "--settle", str(args.settle)]
+    cmd += ["--hwaccel", args.hwaccel]
     cmd += [json.dumps(inputs) for inputs in cameras]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     srv0, t0 = sum(_proc_cpu(pid) for pid in server_pids), time.monotonic()
@@ -678,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{IDLE_TARGET_CORES} cores?")  # fmt: skip
     ap.add_argument("--duration", type=float, default=12.0, help="measured seconds per trial")
     ap.add_argument("--settle", type=float, default=3.0,
-                    help="full engine: seconds after every camera's first result before measuring")  # fmt: skip
+                    help="full and engine: seconds after every camera's first result before measuring")  # fmt: skip
     ap.add_argument("--imgsz", type=int, default=640, help="inference size for both (default 640)")
     ap.add_argument("--peer-imgsz", type=int, default=0,
                     help="the peer's inference size when it differs (e.g. the plain size as accurate as the engine's "
@@ -687,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--engine-detector", default="{}", help="engine DetectorConfig overrides as JSON, e.g. '{\"streams\": 1}'"
     )
+    ap.add_argument("--hwaccel", default="none", help="engine: every camera's hwaccel setting (e.g. cuda: NVDEC)")
     ap.add_argument("--vid-stride", type=int, default=12, help="peer: detect every Nth frame (25/12 = 2.08/s)")
     ap.add_argument("--same-k", default="4", help="cameras for the like-for-like cost trials (comma list, e.g. 1,2,16)")
     ap.add_argument(
@@ -710,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             gate = args.motion_gate == "on" or (args.motion_gate == "auto" and args.scene != "square")
             figures = run_full(cameras, args.duration, args.imgsz, detector, gate, args.settle)
         elif args.worker == "engine":
-            figures = run_engine(cameras, args.duration, args.imgsz, detector)
+            figures = run_engine(cameras, args.duration, args.imgsz, detector, args.hwaccel, args.settle)
         else:
             figures = run_peer(cameras, args.duration, args.peer_imgsz or args.imgsz, args.vid_stride, args.peer_conf)
         print(json.dumps(figures), flush=True)
