@@ -714,7 +714,8 @@ def engine_trial(source: Path, k: int, hwaccel: str, window_s: float, settle_s: 
     row = {"cameras": k, "hwaccel": hwaccel, **{key: figures.get(key) for key in keys}}
     row["decoders"], row["held"] = figures.get("decoders"), figures["dropped_frac"] < DROP_LIMIT
     row["gpu_util_and_decoder_util_pct"] = gpu_util()
-    log(f"   {({k: v for k, v in row.items() if k != 'detector'})}")
+    shown = {k: v for k, v in row.items() if k != "detector"}  # the detector's description is long: JSON only
+    log(f"   {shown}")
     return row
 
 

@@ -24,6 +24,7 @@ class Machine:
     cores: int
     versions: dict[str, str]
     isa_cap: str | None  # ONEDNN_MAX_CPU_ISA: an emulated CPU kind (flags and absent already follow it)
+    isa_cap_by: str  # the variable that set it (ONEDNN_MAX_CPU_ISA, or the legacy DNNL_MAX_CPU_ISA)
 
 
 def _version(dist: str) -> str:
@@ -39,7 +40,7 @@ def this_machine() -> Machine:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     versions = {d: _version(d) for d in ("openvino", "onnxruntime", "nncf", "ultralytics", "torch")}
     absent = [f for f in REPORTED_FLAGS if f not in cpu.flags]
-    return Machine(cpu.model, cpu.reported(), absent, cores, versions, cpu.isa_cap)
+    return Machine(cpu.model, cpu.reported(), absent, cores, versions, cpu.isa_cap, cpu.isa_cap_by)
 
 
 def machine() -> dict[str, Any]:
@@ -52,5 +53,5 @@ def header() -> str:
     m = this_machine()
     versions = ", ".join(f"{k} {v}" for k, v in m.versions.items())
     flags, absent = " ".join(m.flags) or "none", " ".join(m.absent) or "none"
-    cap = f" (oneDNN capped at {m.isa_cap} by ONEDNN_MAX_CPU_ISA: both sides run its kernels)" if m.isa_cap else ""
+    cap = f" (oneDNN capped at {m.isa_cap} by {m.isa_cap_by}: both sides run its kernels)" if m.isa_cap else ""
     return f"cpu: {m.cpu}, {m.cores} cores; flags: {flags}; absent: {absent}{cap}; {versions}"

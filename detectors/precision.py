@@ -53,6 +53,7 @@ class CpuInfo:
     model: str
     flags: frozenset[str]
     isa_cap: str | None = None  # e.g. "AVX2_VNNI" from ONEDNN_MAX_CPU_ISA: ``flags`` are already cut to it
+    isa_cap_by: str = ISA_CAP_VARS[0]  # the variable that set the cap (oneDNN still reads the legacy DNNL_ name)
 
     def reported(self) -> list[str]:
         """The precision-relevant flags present, in ``REPORTED_FLAGS`` order."""
@@ -62,7 +63,7 @@ class CpuInfo:
         """One line, e.g. "AMD EPYC; avx2 avx512_bf16 avx512_vnni avx_vnni" (or "none of ...")."""
         present = self.reported()
         line = f"{self.model}; {' '.join(present) if present else 'none of ' + ' '.join(REPORTED_FLAGS)}"
-        return f"{line} (capped at {self.isa_cap} by {ISA_CAP_VARS[0]})" if self.isa_cap else line
+        return f"{line} (capped at {self.isa_cap} by {self.isa_cap_by})" if self.isa_cap else line
 
 
 def apply_isa_cap(info: CpuInfo, environ: Mapping[str, str]) -> CpuInfo:
@@ -78,7 +79,7 @@ def apply_isa_cap(info: CpuInfo, environ: Mapping[str, str]) -> CpuInfo:
             _warned_caps.add(cap)
             log.warning("%s=%r is not a oneDNN ISA (%s, ALL): ignored", var, cap, ", ".join(_ISA_CAPS).upper())
         return info
-    return CpuInfo(info.model, frozenset(f for f in info.flags if f not in _CAPPED or f in allowed), cap.upper())
+    return CpuInfo(info.model, frozenset(f for f in info.flags if f not in _CAPPED or f in allowed), cap.upper(), var)
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:

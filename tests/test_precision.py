@@ -112,6 +112,8 @@ def test_the_onednn_isa_cap_is_the_cpu_the_choice_sees(
     assert info.flags == flags
     assert (info.isa_cap is None) == (flags == EPYC)
     assert ("capped at" in info.summary()) == (flags != EPYC), info.summary()
+    if info.isa_cap is not None:  # named by the variable that set it
+        assert info.summary().endswith(f"by {next(iter(environ))})"), info.summary()
     precision, why = choose_cpu_precision(info.flags, "auto", PASSED)
     assert (precision, word in why) == (want, True), why
 
