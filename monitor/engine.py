@@ -53,6 +53,7 @@ from monitor.store.disk import DiskGuard
 from monitor.store.embedded import EmbeddedRedis, store_client
 from monitor.store.incidents import IncidentStore
 from monitor.store.outbox import OUTBOX_NAME, Delivery, Outbox
+from monitor.store.redis_keeper import RedisKeeper
 from monitor.store.retention import RetentionWorker
 from monitor.store.talks import speaker_held
 from monitor.types import Detections, Frame, Observation, PlaybackResult
@@ -113,6 +114,7 @@ class Engine:
         self.stop_event = threading.Event()
         self.frame_ready = threading.Event()  # set by the cameras' workers on each new frame: the loop waits on it
         self.embedded: EmbeddedRedis | None = None
+        self.redis_keeper: RedisKeeper | None = None
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
         self._detector_problem: str | None = None  # the last detection call's error, until one succeeds
@@ -200,6 +202,8 @@ class Engine:
             except (RuntimeError, OSError) as exc:  # e.g. a full disk: incidents wait in the outbox
                 log.error("embedded Redis did not start: %s (incidents are kept in the outbox)", exc)
                 url = self.embedded.url
+            self.redis_keeper = RedisKeeper(self.embedded)  # starts it again whenever it is down
+            self.redis_keeper.start()
         return store_client(url)
 
     def _store_failed(self, exc: Exception) -> None:
@@ -387,8 +391,8 @@ class Engine:
             self.ownership.stop()
         if self.outbox is not None:
             self.outbox.close()
-        if self.embedded is not None:
-            self.embedded.stop()
+        if self.redis_keeper is not None:
+            self.redis_keeper.stop()
 
     def run(self, duration_s: float | None = None, started: bool = False) -> None:
         """Start (unless ``started``), detect until stopped (or ``duration_s`` passed), then stop cleanly."""

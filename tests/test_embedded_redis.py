@@ -19,8 +19,10 @@ import pytest
 import redis
 
 from monitor.store.embedded import STOP_TIMEOUT_S, EmbeddedRedis, EmbeddedRedisError
+from monitor.store.redis_keeper import RedisKeeper
 from tests.support.filesystems import fill, small_tmpfs
 from tests.support.processes import stop
+from tests.support.redis_server import servers, wait_for_server, wait_until_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,25 +57,6 @@ finally:
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="apt-get install redis-server")
 
 
-def servers(redis_dir: Path) -> list[int]:
-    """PIDs of live redis-server processes working in ``redis_dir`` (Redis chdirs into its --dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() != "redis-server":
-                continue
-            if Path(os.readlink(entry / "cwd")) != redis_dir:
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
-
-
 def diagnosis(data_dir: Path, starter_log: str) -> str:
     """The starter's log, each server's state and kernel wait channel, and the end of the server's log."""
     redis_dir = (data_dir / "redis").resolve()
@@ -85,13 +68,6 @@ def diagnosis(data_dir: Path, starter_log: str) -> str:
                           f"wchan={(proc / 'wchan').read_text()}")  # fmt: skip
     log = (redis_dir / "redis.log").read_text(errors="replace")[-2000:] if (redis_dir / "redis.log").exists() else ""
     return f"starter log:\n{starter_log[-3000:]}\nservers: {states or 'none'}\nredis.log:\n{log}"
-
-
-def wait_until_gone(redis_dir: Path, timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while servers(redis_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return servers(redis_dir)
 
 
 class Starters:
@@ -328,3 +304,63 @@ def test_full_disk_killed_starter_leaves_no_orphan(small_data_dir: Path, starter
     finally:
         embedded.stop()
     assert servers(redis_dir) == []
+
+
+def test_the_keeper_starts_a_killed_server_again_and_stops_it_at_the_end(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedded = EmbeddedRedis(data_dir)
+    client = redis.Redis.from_url(embedded.start())
+    client.set("k", "v")
+    time.sleep(1.1)  # appendfsync everysec
+    keeper = RedisKeeper(embedded, check_s=0.2)
+    keeper.start()
+    with caplog.at_level(logging.INFO, logger="monitor.store"):
+        pid = wait_for_server(embedded.dir, None, 1)
+        for restart in (1, 2):  # killed, crashed, OOM-killed: the same to the keeper
+            os.kill(pid, signal.SIGKILL)
+            pid = wait_for_server(embedded.dir, pid, 10)
+            assert client.get("k") == b"v", "the server came back from its append-only file"
+            assert keeper.restarts == restart and keeper.last_problem is None
+        keeper.stop()
+    assert "embedded Redis is down: it exited (status -9" in caplog.text
+    assert "embedded Redis running again (restart 2)" in caplog.text
+    assert servers(embedded.dir) == [], "the keeper stops the server at the end"
+    assert read_key(data_dir, "k") == b"v"
+
+
+def test_the_keeper_starts_the_server_once_a_full_disk_has_room(small_data_dir: Path) -> None:
+    """A full disk at engine start: the server cannot start, and starts by itself once there is room."""
+    small_data_dir.mkdir(parents=True)
+    filler = fill(small_data_dir, "filler")  # before the first start: no room for the append-only file
+    embedded = EmbeddedRedis(small_data_dir)
+    with pytest.raises((EmbeddedRedisError, OSError)):
+        embedded.start(timeout=5)
+    keeper = RedisKeeper(embedded, check_s=0.2)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 5
+        while keeper.last_problem is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert keeper.last_problem == "no server runs for this directory" and servers(embedded.dir) == []
+        filler.unlink()
+        wait_for_server(embedded.dir, None, 40)  # retries back off up to 30 s
+        assert redis.Redis.from_url(embedded.url).set("after", "room")
+        assert keeper.restarts == 1
+    finally:
+        keeper.stop()
+    assert servers(embedded.dir) == []
+
+
+def test_the_keeper_leaves_a_server_another_starter_runs_alone(data_dir: Path, starters: Starters) -> None:
+    other = starters.spawn("other")
+    tell(other, "go")
+    expect(other, "started")
+    [pid] = servers((data_dir / "redis").resolve())
+    embedded = EmbeddedRedis(data_dir)
+    embedded.start()  # attaches
+    keeper = RedisKeeper(embedded, check_s=0.1)
+    keeper.start()
+    time.sleep(0.5)
+    keeper.stop()
+    assert servers((data_dir / "redis").resolve()) == [pid] and keeper.restarts == 0

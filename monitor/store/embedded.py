@@ -176,6 +176,21 @@ class EmbeddedRedis:
                 )
             time.sleep(0.05)
 
+    def missing(self) -> str | None:
+        """Why no server serves this directory now (None: one does). The one this object started exited (it is
+        reaped here), or none runs at all (a start that failed, or the server attached to is gone)."""
+        if self.proc is not None:
+            code = self.proc.poll()
+            if code is None:
+                return None
+            self.proc = None
+            return f"it exited (status {code}; log {self.log_path})"
+        fd = self._try_lock()
+        if fd is None:
+            return None  # a server holds the directory (this object's, or another starter's)
+        os.close(fd)
+        return "no server runs for this directory"
+
     def _try_lock(self) -> int | None:
         """A descriptor holding the directory's lock, or None when someone else holds it."""
         try:

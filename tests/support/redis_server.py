@@ -124,3 +124,41 @@ def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
     server.start()
     yield server
     server.close()
+
+
+# -- embedded servers (a data directory's redis-server processes) --------------------------------------------------
+def servers(redis_dir: Path) -> list[int]:
+    """PIDs of live redis-server processes working in ``redis_dir`` (Redis chdirs into its --dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "redis-server":
+                continue
+            if Path(os.readlink(entry / "cwd")) != redis_dir:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(redis_dir: Path, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while servers(redis_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return servers(redis_dir)
+
+
+def wait_for_server(redis_dir: Path, other_than: int | None, timeout: float) -> int:
+    """The PID of the one live server of ``redis_dir`` that is not ``other_than``, once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [pid for pid in servers(redis_dir) if pid != other_than]
+        if len(found) == 1 and redis.Redis(unix_socket_path=str(redis_dir / "redis.sock")).ping():
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no new server within {timeout} s: {servers(redis_dir)}")
