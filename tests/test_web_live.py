@@ -28,7 +28,7 @@ from monitor.web.auth import COOKIE
 from monitor.web.live import HEADER, UNAUTHORIZED
 from tests.support.browser import login, until
 from tests.support.rtsp import RtspCamera
-from tests.support.web import PASSWORDS, Site, make_media, publish_camera, running_site
+from tests.support.web import PASSWORDS, Site, guarded, make_media, publish_camera, running_site
 
 FPS = 15
 GOP = 15  # one keyframe a second, a usual camera setting: a cold start waits at most this long for a picture
@@ -116,6 +116,14 @@ def test_logged_in_viewer_gets_h264_fragments_at_the_camera_rate(live_site: Site
     assert abs(first_wall - time.time()) < 10
     pts = [HEADER.unpack(f[: HEADER.size])[1] for f in frames]
     assert pts == sorted(pts) and len(set(pts)) == len(pts)
+
+
+@pytest.mark.slow
+def test_live_video_outlives_the_request_deadline(live_site: Site) -> None:
+    """The deadline covers the upgrade request only: the WebSocket then streams for as long as it is watched."""
+    with guarded(live_site, 1.0) as fast, open_live(fast, fast.login("view")) as ws:
+        _, frames = read_stream(ws, 3.0)
+    assert len(frames) >= 0.8 * FPS * 3
 
 
 @pytest.mark.slow

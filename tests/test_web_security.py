@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import select
+import socket
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +30,7 @@ from monitor.web.cli import register
 from monitor.web.server import WebServer
 from tests.support.browser import ARGS, CHROMIUM
 from tests.support.processes import free_port
-from tests.support.web import Site
+from tests.support.web import PASSWORDS, Site, guarded, seed_incident
 
 GOOD = "correct-horse-battery-staple"
 EVIL = [
@@ -329,3 +331,78 @@ def test_login_page_says_service_unavailable_with_redis_down(redis_down: str, br
         time.sleep(0.1)
     assert "Service unavailable" in text and "Wrong" not in text
     page.context.close()
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (checked without waiting)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_clients_trickling_requests_are_cut_off_while_others_are_served(site: Site) -> None:
+    """Slowloris: each byte would restart uvicorn's keep-alive timer; the request deadline ends them."""
+    with guarded(site, 2.0) as fast:
+        address = urlsplit(fast.url)
+        tricklers = [socket.create_connection((address.hostname, address.port), timeout=5) for _ in range(20)]
+        began = time.monotonic()
+        for sock in tricklers:
+            sock.sendall(b"GET /api/me HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        cut: dict[int, float] = {}
+        with fast.anonymous() as http:
+            while len(cut) < len(tricklers) and time.monotonic() - began < 10:
+                for i, sock in enumerate(tricklers):
+                    if i not in cut and closed_by_server(sock):
+                        cut[i] = time.monotonic() - began
+                    elif i not in cut:
+                        sock.sendall(b"a")
+                asked = time.monotonic()
+                assert http.get("/api/me").status_code == 401  # answered, and at once
+                assert time.monotonic() - asked < 1.0
+                time.sleep(0.25)
+        for sock in tricklers:
+            sock.close()
+    assert len(cut) == len(tricklers), f"{len(tricklers) - len(cut)} trickling clients were never cut"
+    assert all(1.9 <= t <= 4.0 for t in cut.values()), sorted(cut.values())
+
+
+def test_a_huge_body_is_cut_off_before_it_is_read_into_memory(site: Site) -> None:
+    with guarded(site, 15.0) as fast:
+        address = urlsplit(fast.url)
+        sock = socket.create_connection((address.hostname, address.port), timeout=5)
+        sock.sendall(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        sock.sendall(b"Content-Length: 1000000000\r\n\r\n")
+        sent, refused = 0, False
+        try:
+            while sent < 8 << 20:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            refused = True
+        if not refused:  # the kernel took it all; the server must have closed by now
+            deadline = time.monotonic() + 5
+            while not closed_by_server(sock) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            refused = closed_by_server(sock) or time.monotonic() < deadline
+        sock.close()
+        assert refused and sent <= 4 << 20, f"{sent} bytes taken of a 1 GB body"
+        with fast.anonymous() as http:
+            login = http.post("/auth/login", json={"username": "view", "password": PASSWORDS["view"]})
+            assert login.status_code == 200
+
+
+def test_event_streams_outlive_the_request_deadline(site: Site) -> None:
+    with guarded(site, 1.0) as fast, closing(fast.login("view")) as http, http.stream("GET", "/api/events") as stream:
+        chunks = stream.iter_text()
+        next(chunks)
+        time.sleep(2.5)  # past the deadline: the request was whole long ago, the response goes on
+        incident = seed_incident(site.client, ts=time.time())
+        got = ""
+        deadline = time.monotonic() + 10
+        while incident not in got and time.monotonic() < deadline:
+            got += next(chunks)
+        assert incident in got

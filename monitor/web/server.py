@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
+from monitor.web.protocol import REQUEST_DEADLINE_S, guarded_protocol
+
 GRACEFUL_S = 3  # open event streams never end by themselves: don't wait longer for them on shutdown
 
 
@@ -18,6 +20,7 @@ class WebServer:
     X-Forwarded-For/-Proto are believed only from ``trusted_proxies`` (addresses or networks; default: the app's
     ``web.trusted_proxies``, none without a config). uvicorn's own default trusts 127.0.0.1, so anyone on this
     machine, or behind a local proxy that passes headers through, could pick their address and escape login limits.
+    A request must arrive complete within ``request_deadline_s``, its body under 1 MiB (``monitor.web.protocol``).
     """
 
     def __init__(
@@ -27,6 +30,7 @@ class WebServer:
         port: int = 8080,
         log_level: str = "warning",
         trusted_proxies: Sequence[str] | None = None,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
     ) -> None:
         self.app = app
         if trusted_proxies is None:
@@ -40,6 +44,7 @@ class WebServer:
             access_log=False,
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies) if trusted_proxies else [],
+            http=guarded_protocol(request_deadline_s),  # a request must arrive whole in time (monitor/web/protocol.py)
         )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)

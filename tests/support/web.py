@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -227,3 +227,13 @@ def serve_command(config: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]
         yield proc, f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+@contextmanager
+def guarded(site: Site, deadline_s: float) -> Iterator[Site]:
+    """The site's app on a second server whose requests must arrive whole within ``deadline_s``."""
+    server = WebServer(create_app(site.client, site.config), port=0, request_deadline_s=deadline_s).start()
+    try:
+        yield replace(site, url=server.url)
+    finally:
+        server.stop()
