@@ -14,9 +14,9 @@ from av.codec.hwaccel import hwdevices_available
 
 from monitor.ingest.hwaccel import AUTO_ORDER, DecodeChoice, HwaccelMode, check_device, choose_decode
 from monitor.ingest.worker import Source, StreamWorker
-from monitor.types import Frame
 from tests.support.media import QUIET, cut_scenario
 from tests.support.rtsp import RtspCamera
+from tests.support.workers import collect
 
 Cameras = Callable[[dict[str, Path]], RtspCamera]
 # No GPU device nodes: every hardware decoder must be refused here, whatever FFmpeg pretends.
@@ -47,19 +47,6 @@ def test_without_a_gpu_every_device_is_refused_with_its_reason(device: str) -> N
     assert why, f"{device} passed the check on a machine without a GPU"
     if device not in hwdevices_available():
         assert f"has no {device} support" in why
-
-
-def collect(worker: StreamWorker, seconds: float) -> list[Frame]:
-    frames: dict[int, Frame] = {}
-    worker.start()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = worker.latest()
-        if frame is not None:
-            frames.setdefault(frame.seq, frame)
-        time.sleep(0.02)
-    worker.stop()
-    return list(frames.values())
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ from detectors import Detector
 from monitor.config import load_config
 from monitor.engine import Engine
 from monitor.ingest.worker import Source, StreamWorker
-from monitor.types import Frame
 from tests.support.media import CROWD, LOWER_ZONE, QUIET, cut_scenario
 from tests.support.rtsp import RtspCamera
+from tests.support.workers import collect
 
 pytestmark = pytest.mark.slow
 
@@ -50,20 +50,6 @@ def encode(source: Path, out: Path, *args: str) -> Path:
         check=True,
     )
     return out
-
-
-def collect(worker: StreamWorker, seconds: float) -> list[Frame]:
-    """Every frame the worker publishes (polled faster than it samples)."""
-    frames: dict[int, Frame] = {}
-    worker.start()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = worker.latest()
-        if frame is not None:
-            frames.setdefault(frame.seq, frame)
-        time.sleep(0.01)
-    worker.stop()
-    return [frames[k] for k in sorted(frames)]
 
 
 def test_keyframe_only_and_sampled_conversion_count_like_full_decoding(

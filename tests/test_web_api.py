@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -24,6 +25,7 @@ from monitor.store.incidents import EVENTS, IncidentStore
 from monitor.web.auth import FAILURES_PER_USER_IP
 from monitor.web.cli import register
 from monitor.web.views import strip_paths
+from tests.support.redis_server import servers, wait_for_server
 from tests.support.web import SECRET, Site, publish_camera, seed_incident, serve_command
 
 
@@ -488,3 +490,22 @@ def test_only_an_admin_with_the_csrf_token_saves_a_zone_and_refusals_say_why(sit
     res = admin.put("/api/cameras/gate/zones/z2", json={"points": square})
     assert res.status_code == 422 and "data_dri" in res.json()["detail"], res.text
     assert str(path.parent) not in res.text
+
+
+def test_serve_keeps_the_embedded_redis_it_started_running(tmp_path: Path) -> None:
+    """`monitor serve` alone on a data directory starts the embedded Redis, starts it again when it dies, and stops
+    it when it stops."""
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": "./data", "cameras": {"gate": {"url": "rtsp://h/x"}}}))
+    redis_dir = (tmp_path / "data" / "redis").resolve()
+    with serve_command(config) as (proc, url):
+        first = wait_for_server(redis_dir, None, 10)
+        os.kill(first, signal.SIGKILL)
+        wait_for_server(redis_dir, first, 10)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/healthz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/healthz").json()["ok"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert servers(redis_dir) == []

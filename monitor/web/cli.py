@@ -83,11 +83,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     from monitor.store.embedded import connect
+    from monitor.store.redis_keeper import RedisKeeper
     from monitor.web.app import create_app
     from monitor.web.server import WebServer
 
     web = loaded.config.web
     client, embedded = connect(loaded.config.redis_url, loaded.data_dir)
+    keeper = None if embedded is None else RedisKeeper(embedded)  # this page started the server: it keeps it up
+    if keeper is not None:
+        keeper.start()
     try:
         server = WebServer(create_app(client, loaded), args.host or web.host, args.port or web.port, "info")
         server.start()
@@ -105,6 +109,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"monitor serve: {exc}", file=sys.stderr)
         return 1
     finally:
-        if embedded is not None:
-            embedded.stop()
+        if keeper is not None:
+            keeper.stop()
     return 0
