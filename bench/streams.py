@@ -448,7 +448,7 @@ def run_full(
     result: dict[str, Any] = {}
 
     def redis_pid() -> list[int]:
-        proc = engine.embedded.proc if engine.embedded is not None else None
+        proc = engine.redis_keeper.embedded.proc if engine.redis_keeper is not None else None
         return [proc.pid] if proc is not None else []
 
     def measure() -> None:

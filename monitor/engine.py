@@ -113,8 +113,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.stop_event = threading.Event()
         self.frame_ready = threading.Event()  # set by the cameras' workers on each new frame: the loop waits on it
-        self.embedded: EmbeddedRedis | None = None
-        self.redis_keeper: RedisKeeper | None = None
+        self.redis_keeper: RedisKeeper | None = None  # runs (and stops) the embedded Redis, when that is the store
         self._detector = detector  # given: used for every camera (tests); else built from the config
         self.metrics = metrics
         self._detector_problem: str | None = None  # the last detection call's error, until one succeeds
@@ -196,13 +195,13 @@ class Engine:
         """A client for the configured Redis, or the embedded one; an unreachable server is retried later."""
         url = self.loaded.config.redis_url
         if not url:
-            self.embedded = EmbeddedRedis(self.data_dir)
+            embedded = EmbeddedRedis(self.data_dir)
             try:
-                url = self.embedded.start()
+                url = embedded.start()
             except (RuntimeError, OSError) as exc:  # e.g. a full disk: incidents wait in the outbox
                 log.error("embedded Redis did not start: %s (incidents are kept in the outbox)", exc)
-                url = self.embedded.url
-            self.redis_keeper = RedisKeeper(self.embedded)  # starts it again whenever it is down
+                url = embedded.url
+            self.redis_keeper = RedisKeeper(embedded)  # starts it again whenever it is down
             self.redis_keeper.start()
         return store_client(url)
 

@@ -31,12 +31,10 @@ class _CutLog:
     """Counts cut connections and logs them at most once per ``LOG_EVERY_S``."""
 
     def __init__(self) -> None:
-        self.count = 0
         self._since = 0
         self._last = 0.0
 
     def cut(self, why: str, client: Any) -> None:
-        self.count += 1
         self._since += 1
         now = time.monotonic()
         if now - self._last >= LOG_EVERY_S:
