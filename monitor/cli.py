@@ -342,7 +342,8 @@ def _start_web(engine: Engine, metrics: EngineMetrics) -> WebServer | None:
     web = engine.loaded.config.web
     try:
         health = engine.health
-        app = create_app(engine.store.r, engine.loaded, metrics=metrics, engine_health=lambda: health().to_json())
+        app = create_app(engine.store.r, engine.loaded, metrics=metrics, engine_health=lambda: health().to_json(),
+                         local_packets=engine.packet_taps)  # fmt: skip
         server = WebServer(app, web.host, web.port).start()
     except (OSError, RuntimeError) as exc:  # a busy port must not stop the cameras
         log.error("web page not served on %s:%d: %s", web.host, web.port, exc)

@@ -42,6 +42,8 @@ from monitor.config.broadcasts import runtime_broadcasts
 from monitor.config.reload import plan_reload
 from monitor.config.watch import ConfigWatcher
 from monitor.incident import Incident
+from monitor.ingest.taps import PacketTaps
+from monitor.ingest.worker import Source
 from monitor.rules.runtime import OfflineRuntime, RuleRuntime, RuleStep, build_runtime
 from monitor.runtime.calibration import Calibrator, calibration_off, camera_job
 from monitor.runtime.camera import RING_MARGIN_S, ActiveRule, CameraRuntime, make_workers
@@ -230,6 +232,17 @@ class Engine:
         detector = self._detector_problem
         degraded = bool(pending or store_error or media or detector)
         return EngineHealth(degraded, pending, store_error, media, failures, fenced, detector)
+
+    def packet_taps(self, camera: str, source: Source) -> PacketTaps | None:
+        """The packets of ``camera``'s input ``source`` as its running worker reads them, or None (this engine does
+        not run that camera, or reads another input): live viewers take them instead of opening the camera again."""
+        cam = self.cameras.get(camera)  # read from the web's threads: one dict lookup, atomic
+        if cam is None:
+            return None
+        for worker in (cam.recorder, cam.worker):
+            if worker.source == source and worker.alive:
+                return worker.taps
+        return None
 
     def _build_camera(self, name: str) -> CameraRuntime:
         cfg = self.loaded.config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 import yaml
 
 from detectors import Detector, DetectorConfig, create_detector
+from tests.support.media import LIVE_FPS, LIVE_GOP
 
 pytest_plugins = [
     "tests.support.browser",
@@ -38,6 +41,18 @@ def detector() -> Detector:
 def square_mp4() -> Path:
     """The committed sample video (pedestrians, 768x576, 10 fps, H.264, GOP 2 s)."""
     return ROOT / "sample_videos" / "square.mp4"
+
+
+@pytest.fixture(scope="session")
+def live_mp4(tmp_path_factory: pytest.TempPathFactory, square_mp4: Path) -> Path:
+    """12 s of the sample video as a camera sends it: H.264 main profile, 15 fps, GOP 1 s, no B-frames."""
+    ffmpeg = shutil.which("ffmpeg") or pytest.skip("apt-get install ffmpeg")
+    out = tmp_path_factory.mktemp("live") / "cam15.mp4"
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-ss", "20", "-t", "12", "-i", str(square_mp4), "-an",
+                    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p",
+                    "-r", str(LIVE_FPS), "-g", str(LIVE_GOP), "-keyint_min", str(LIVE_GOP), "-sc_threshold", "0",
+                    "-bf", "0", str(out)], check=True)  # fmt: skip
+    return out
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ packet arriving to its frame being displayed (the camera's own encoding is not i
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -17,33 +16,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from monitor.config import load_config
 from monitor.web.auth import COOKIE
 from monitor.web.live import HEADER, UNAUTHORIZED
 from tests.support.browser import login, until
+from tests.support.media import LIVE_FPS as FPS
 from tests.support.rtsp import RtspCamera
-from tests.support.web import PASSWORDS, Site, guarded, make_media, publish_camera, running_site
-
-FPS = 15
-GOP = 15  # one keyframe a second, a usual camera setting: a cold start waits at most this long for a picture
-
-
-@pytest.fixture(scope="module")
-def live_mp4(tmp_path_factory: pytest.TempPathFactory, square_mp4: Path) -> Path:
-    """12 s of the sample video as a camera sends it: H.264 main profile, 15 fps, GOP 1 s, no B-frames."""
-    ffmpeg = shutil.which("ffmpeg") or pytest.skip("apt-get install ffmpeg")
-    out = tmp_path_factory.mktemp("live") / "cam15.mp4"
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-ss", "20", "-t", "12", "-i", str(square_mp4), "-an",
-                    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p",
-                    "-r", str(FPS), "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0",
-                    str(out)], check=True)  # fmt: skip
-    return out
+from tests.support.web import (
+    PASSWORDS,
+    Site,
+    guarded,
+    make_media,
+    open_live,
+    publish_camera,
+    read_stream,
+    running_site,
+    ws_url,
+)
 
 
 @pytest.fixture
@@ -66,38 +60,6 @@ def live_site(
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")  # fmt: skip
     with running_site(redis_url, load_config(path), media) as site:
         yield site
-
-
-def ws_url(site: Site, camera: str = "gate") -> str:
-    return site.url.replace("http://", "ws://") + f"/api/cameras/{camera}/live"
-
-
-def open_live(
-    site: Site, http: httpx.Client | None, *, origin: str | None = None, camera: str = "gate"
-) -> ClientConnection:
-    """A WebSocket to the live route, as a browser on the site would open it (cookie, Origin)."""
-    headers = {"Origin": origin or site.url}
-    if http is not None:
-        headers["Cookie"] = f"{COOKIE}={http.cookies[COOKIE]}"
-    return connect(ws_url(site, camera), additional_headers=headers, open_timeout=10, max_size=None)
-
-
-def read_stream(ws: ClientConnection, seconds: float) -> tuple[dict[str, Any], list[bytes]]:
-    """The init message and the frames received within ``seconds`` of the first one (a cold feed's first frame
-    waits for the camera's next keyframe, up to a GOP after the init: that wait is not the frame rate)."""
-    init: dict[str, Any] = json.loads(ws.recv(timeout=15))
-    first = ws.recv(timeout=15)
-    assert isinstance(first, bytes)
-    frames: list[bytes] = [first]
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            message = ws.recv(timeout=left)
-        except TimeoutError:
-            break
-        assert isinstance(message, bytes)
-        frames.append(message)
-    return init, frames
 
 
 # --- HTTP/WebSocket: who gets the stream ----------------------------------------------------------------------------

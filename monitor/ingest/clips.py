@@ -60,11 +60,7 @@ def write_clip(path: Path, template: av.video.stream.VideoStream, packets: Seque
                 stream.codec_context.codec_tag = "hvc1"
             for item in packets:
                 dts = max(item.dts - base, last_dts + 1)  # muxers need strictly increasing dts
-                pkt = av.Packet(bytes(item.packet))
-                pkt.dts, pkt.pts = dts, max(item.pts - base, dts)
-                pkt.duration = item.duration
-                pkt.time_base = time_base
-                pkt.is_keyframe = item.keyframe
+                pkt = item.copy(time_base, pts=max(item.pts - base, dts), dts=dts)
                 pkt.stream = stream
                 out.mux(pkt)
                 last_dts = dts

@@ -1,9 +1,11 @@
 """One shared demuxer per camera for live viewers: packets remuxed to fMP4 fragments and fanned out, never decoded.
 
-The feed opens the camera itself (demux only), so it works whether or not the engine runs in this process. It
-keeps the fragments since the last keyframe: a viewer who joins gets the init segment and that GOP at once and
-can show a picture without waiting for the camera's next keyframe. Viewers are called on the feed's thread and
-must not block (the web side hands each call to its event loop).
+Where the engine runs in this process and reads the same input, the feed takes the packets its stream worker
+demuxes (``monitor.ingest.taps``): the camera is not opened a second time, and the first picture comes from the
+worker's buffer at once. Otherwise (``monitor serve``, a camera another node runs, or none reading it) the feed
+opens the camera itself, demux only. It keeps the fragments since the last keyframe: a viewer who joins gets the
+init segment and that GOP at once and can show a picture without waiting for the camera's next keyframe. Viewers
+are called on the feed's thread and must not block (the web side hands each call to its event loop).
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import av
 
-from monitor.ingest.demux import paced_packets
+from monitor.ingest.demux import PacedPacket, paced_packets
+from monitor.ingest.prebuffer import BufferedPacket
 from monitor.ingest.remux import Fmp4Remuxer, StreamInfo
+from monitor.ingest.taps import PacketTaps
 from monitor.ingest.worker import BACKOFF_FIRST_S, Source, open_arguments
 from monitor.redact import scrub
 
@@ -59,12 +65,22 @@ class _Pending:
     wall: float
 
 
-class LiveFeed:
-    """Demuxes one camera on a thread while it has viewers; ``stop`` returns at once, the thread ends by itself."""
+# Events a tapped feed's thread has not taken yet: beyond this the viewers' stream skips to the next keyframe
+# rather than the worker's packets piling up in memory (the feed thread only remuxes: it should never lag).
+INBOX_LIMIT = 1000
 
-    def __init__(self, camera: str, source: Source) -> None:
+# Finds the running worker's packets of a camera's input in this process, if any (see the module docstring).
+LocalPackets = Callable[[str, Source], PacketTaps | None]
+
+
+class LiveFeed:
+    """Reads one camera on a thread while it has viewers; ``stop`` returns at once, the thread ends by itself."""
+
+    def __init__(self, camera: str, source: Source, local: LocalPackets | None = None) -> None:
         self.camera = camera
         self.source = source
+        self.local = local
+        self.tapped = False  # whether the feed now takes a running worker's packets (status and tests)
         self._viewers: list[Viewer] = []
         self._lock = threading.Lock()
         self._info: StreamInfo | None = None
@@ -119,8 +135,8 @@ class LiveFeed:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                self._session()
-                error = "stream ended"
+                taps = self.local(self.camera, self.source) if self.local is not None else None
+                error = self._own_session() if taps is None else self._tapped_session(taps)
             except (av.FFmpegError, OSError, ValueError) as exc:
                 error = scrub(f"{type(exc).__name__}: {exc}", self.source.url)
             except Exception as exc:  # a bug must not end live view for good: reported and retried
@@ -139,7 +155,8 @@ class LiveFeed:
             self._info, self._gop = None, []
             self._each(lambda v: v.on_offline(error))
 
-    def _session(self) -> None:
+    def _own_session(self) -> str:
+        """One connection of the feed's own to the camera, until it ends or fails."""
         problem = self.source.problem()
         if problem is not None:
             raise ValueError(problem)
@@ -150,29 +167,63 @@ class LiveFeed:
             if not container.streams.video:
                 raise ValueError(f"no video stream in {self.source.redacted()}")
             stream = container.streams.video[0]
-            remuxer = Fmp4Remuxer(stream)
+            fragments = _Fragmenter(Fmp4Remuxer(stream), stream.time_base or Fraction(0), self._publish)
             try:
-                self._remux(remuxer, self._packets(container, stream), float(stream.time_base or 0))
+                if self._begin(fragments.remuxer):
+                    for p in self._packets(container, stream):
+                        fragments.push(p.packet, p.due)
+                else:
+                    self._stop.wait()  # viewers were told; keep the feed (and its answer) until they leave
             finally:
-                remuxer.close()
+                fragments.close()
+        return "stream ended"
 
-    def _remux(self, remuxer: Fmp4Remuxer, packets: Iterator[tuple[av.Packet, float]], tb: float) -> None:  # type: ignore[type-arg]
+    def _tapped_session(self, taps: PacketTaps) -> str:
+        """Take the packets of the worker behind ``taps`` until it stops for good (a reload, the engine's end)."""
+        inbox = _Inbox(self._stop)
+        if not taps.add(inbox):
+            return "camera stopped"
+        self.tapped = True
+        log.info("live %s: taking the engine's packets of %s", self.camera, self.source.redacted())
+        fragments: _Fragmenter | None = None
+        try:
+            while (event := inbox.take()) is not None:
+                if isinstance(event, _Opened):
+                    if fragments is not None:
+                        fragments.close()
+                    fragments = _Fragmenter(event.remuxer, event.time_base, self._publish)
+                    if not self._begin(event.remuxer):
+                        taps.remove(inbox)
+                        self._stop.wait()  # as for a feed of its own: the viewers were told
+                        return "stopped"
+                    for item in event.backlog:
+                        fragments.push(item.copy(event.time_base), item.ts)
+                elif isinstance(event, _Arrived):
+                    if fragments is not None:
+                        fragments.push(event.item.copy(fragments.time_base), event.wall)
+                else:
+                    if fragments is not None:
+                        fragments.close()
+                        fragments = None
+                    if event.closed:
+                        return event.error
+                    self._offline(event.error)
+            return "stopped"
+        finally:
+            taps.remove(inbox)
+            self.tapped = False
+            if fragments is not None:
+                fragments.close()
+
+    def _begin(self, remuxer: Fmp4Remuxer) -> bool:
+        """Tell the viewers a stream begins; False when browsers cannot play it remuxed (viewers get stills)."""
         with self._lock:
             self._info, self._gop = remuxer.info, []
             self._each(lambda v: v.on_start(remuxer.info))
         if remuxer.info.mime is None:
             log.info("live %s: %s cannot be remuxed for browsers; viewers get stills", self.camera, remuxer.codec)
-            self._stop.wait()  # viewers were told; keep the feed (and its answer) until they leave
-            return
-        pending: list[_Pending] = []  # packets muxed but not written yet (the newest one, normally)
-        for packet, wall in packets:
-            meta = _Pending(bool(packet.is_keyframe), (packet.pts or 0) * tb, wall)
-            data = remuxer.push(packet)
-            if data and pending:
-                first = pending[0]  # the fragment holds every pending frame; it starts with the oldest
-                self._publish(Fragment(data, first.keyframe, first.pts_s, first.wall))
-                pending = []
-            pending.append(meta)
+            return False
+        return True
 
     def _publish(self, fragment: Fragment) -> None:
         with self._lock:
@@ -184,7 +235,7 @@ class LiveFeed:
 
     def _packets(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
-    ) -> Iterator[tuple[av.Packet, float]]:  # type: ignore[type-arg]
+    ) -> Iterator[PacedPacket]:
         """Packets with increasing timestamps (written back for the muxer) and the wall time they were handed on."""
         src = self.source
         for p in paced_packets(
@@ -197,13 +248,113 @@ class LiveFeed:
             label=src.redacted(),
         ):
             p.packet.dts, p.packet.pts = p.dts, p.pts
-            yield p.packet, p.due
+            yield p
+
+
+class _Fragmenter:
+    """One stream's remuxer and the frames it has taken but not written yet (the newest one, normally)."""
+
+    def __init__(self, remuxer: Fmp4Remuxer, time_base: Fraction, publish: Callable[[Fragment], None]) -> None:
+        self.remuxer = remuxer
+        self.time_base = time_base
+        self._tb = float(time_base)
+        self._publish = publish
+        self._pending: list[_Pending] = []
+
+    def push(self, packet: av.Packet, wall: float) -> None:  # type: ignore[type-arg]
+        """Mux ``packet`` (which reached this process at ``wall``); publish the fragment it completed, if any."""
+        meta = _Pending(bool(packet.is_keyframe), (packet.pts or 0) * self._tb, wall)
+        data = self.remuxer.push(packet)
+        if data and self._pending:
+            first = self._pending[0]  # the fragment holds every pending frame; it starts with the oldest
+            self._publish(Fragment(data, first.keyframe, first.pts_s, first.wall))
+            self._pending = []
+        self._pending.append(meta)
+
+    def close(self) -> None:
+        """Drop the remuxer (the last frame's fragment is not needed by anyone)."""
+        self.remuxer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """The worker (re)opened the stream: its remuxer, time base and the packets since its newest keyframe."""
+
+    remuxer: Fmp4Remuxer
+    time_base: Fraction
+    backlog: Sequence[BufferedPacket]
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrived:
+    """The next packet, and when the worker handed it on."""
+
+    item: BufferedPacket
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """The worker's session ended (``closed``: the worker stopped for good)."""
+
+    error: str
+    closed: bool
+
+
+class _Inbox:
+    """A tapped feed's ``PacketListener``: the worker's calls become events for the feed's thread.
+
+    The remuxer is made here, on the worker's thread, while the worker's stream (its template) is certainly open.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._events: deque[_Opened | _Arrived | _Ended] = deque()
+        self._ready = threading.Condition()
+        self._skipping = False  # after an overflow: packets are dropped until the next keyframe
+
+    def on_stream(self, stream: av.video.stream.VideoStream, backlog: Sequence[BufferedPacket]) -> None:
+        try:
+            opened: _Opened | _Ended = _Opened(Fmp4Remuxer(stream), stream.time_base or Fraction(0), backlog)
+        except (av.FFmpegError, ValueError) as exc:
+            opened = _Ended(f"cannot remux the stream: {type(exc).__name__}: {exc}", closed=True)
+        self._put(opened)
+
+    def on_packet(self, item: BufferedPacket) -> None:
+        if self._skipping and not item.keyframe:
+            return
+        self._skipping = False
+        self._put(_Arrived(item, time.time()))
+
+    def on_offline(self, error: str, closed: bool) -> None:
+        self._put(_Ended(error, closed))
+
+    def _put(self, event: _Opened | _Arrived | _Ended) -> None:
+        with self._ready:
+            if len(self._events) >= INBOX_LIMIT and isinstance(event, _Arrived):
+                self._events = deque(e for e in self._events if not isinstance(e, _Arrived))
+                self._skipping = not event.item.keyframe
+                if self._skipping:
+                    return
+            self._events.append(event)
+            self._ready.notify()
+
+    def take(self) -> _Opened | _Arrived | _Ended | None:
+        """The next event, waiting for one; None once the feed is stopped."""
+        with self._ready:
+            while not self._events:
+                if self._stop.is_set():
+                    return None
+                self._ready.wait(0.25)  # the stop flag is an Event of its own: looked at four times a second
+            return None if self._stop.is_set() else self._events.popleft()
 
 
 class FeedHub:
     """The running feeds by camera: a feed starts with its first viewer and stops when its last one leaves."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: LocalPackets | None = None) -> None:
+        """``local``: the running engine's packets of a camera's input, when the engine runs in this process."""
+        self.local = local
         self._feeds: dict[str, LiveFeed] = {}
         self._lock = threading.Lock()
 
@@ -212,7 +363,7 @@ class FeedHub:
         with self._lock:
             feed = self._feeds.get(camera)
             if feed is None or feed.source != source or not feed.alive:
-                feed = self._feeds[camera] = LiveFeed(camera, source).start()
+                feed = self._feeds[camera] = LiveFeed(camera, source, self.local).start()
             feed.add(viewer)
             return feed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 
@@ -22,6 +23,17 @@ class BufferedPacket:
     duration: int
     keyframe: bool
     packet: av.Packet  # type: ignore[type-arg]  # PyAV's stubs make Packet generic over its stream
+
+    def copy(self, time_base: Fraction, *, pts: int | None = None, dts: int | None = None) -> av.Packet:  # type: ignore[type-arg]
+        """A new packet with this one's bytes for another muxer (the original stays with its demuxer's stream), at
+        ``pts``/``dts`` when given (ticks of ``time_base``), else at this packet's unwrapped stamps."""
+        pkt = av.Packet(bytes(self.packet))
+        pkt.dts = self.dts if dts is None else dts
+        pkt.pts = self.pts if pts is None else pts
+        pkt.duration = self.duration
+        pkt.time_base = time_base
+        pkt.is_keyframe = self.keyframe
+        return pkt
 
 
 class PacketRing:
@@ -59,6 +71,12 @@ class PacketRing:
     def oldest_ts(self) -> float | None:
         """Camera time of the oldest packet."""
         return self._items[0].ts if self._items else None
+
+    def current_gop(self) -> list[BufferedPacket]:
+        """Packets from the newest keyframe on (empty before the first one): what a decoder joining now needs."""
+        items = list(self._items)
+        start = next((i for i in range(len(items) - 1, -1, -1) if items[i].keyframe), None)
+        return [] if start is None else items[start:]
 
     def window(self, start_ts: float, end_ts: float) -> list[BufferedPacket]:
         """Packets from the last keyframe at or before ``start_ts`` up to ``end_ts``.

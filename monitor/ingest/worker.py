@@ -27,6 +27,7 @@ from monitor.ingest.demux import paced_packets
 from monitor.ingest.hwaccel import DecodeChoice, HwaccelMode, choose_decode
 from monitor.ingest.prebuffer import BufferedPacket, PacketRing
 from monitor.ingest.sampler import Sampler, SamplingMode
+from monitor.ingest.taps import PacketTaps
 from monitor.redact import redact_url, scrub, url_problem
 from monitor.types import Frame
 
@@ -139,6 +140,7 @@ class StreamWorker:
         # cost 0.75 ms against 0.09 ms per 640x360 frame (bench/RESULTS.md "Fixed overhead")
         self._reformatter = VideoReformatter()
         self.ring = PacketRing(ring_s)
+        self.taps = PacketTaps(camera)  # live viewers in this process read the camera through here
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._latest: Frame | None = None
@@ -198,6 +200,12 @@ class StreamWorker:
         return scrub(f"{type(exc).__name__}: {exc}", self.source.url)
 
     def _run(self) -> None:
+        try:
+            self._read_until_stopped()
+        finally:
+            self.taps.offline("camera stopped", closed=True)
+
+    def _read_until_stopped(self) -> None:
         delay = BACKOFF_FIRST_S
         while not self._stop.is_set():
             started = time.monotonic()
@@ -211,6 +219,8 @@ class StreamWorker:
                 error = self._describe(exc)
             self._finish_clips(force=True)
             self.ring.clear()
+            if error is not None:
+                self.taps.offline(error)
             if self._stop.is_set():
                 break
             if self.source.is_file and not self.source.loop and error == "stream ended":
@@ -244,6 +254,7 @@ class StreamWorker:
             decoding = f"{stream.codec_context.name} on {choice.reason}" if self.detect_fps else "not decoded"
             log.info("camera %s: opened %s (%s)", self.camera, src.redacted(), decoding)
             self._set_status(online=True, last_error=None, decoder=decoding)
+            self.taps.new_session()
             unconfirmed = choice.device  # the device's name until a frame shows where it was decoded
             sampler = Sampler(self.detect_fps, self.sampling) if self.detect_fps else None
             decoder = DeferredDecoder(stream, self.camera)
@@ -253,6 +264,8 @@ class StreamWorker:
             try:
                 for packet, item in self._packets(container, stream):
                     self.ring.push(item)
+                    if self.taps.active:
+                        self.taps.deliver(stream, item, self.ring.current_gop)
                     self._count_packet(item.ts)
                     park = item.keyframe and self._still_for(item.ts) >= PARK_AFTER_S
                     if sampler is not None and sampler.on_packet(item.ts, item.keyframe, park):

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.config import LoadedConfig
 from monitor.config.watch import ConfigWatcher
 from monitor.config.web import WebConfig
+from monitor.ingest.live_feed import LocalPackets
 from monitor.web import account, api, broadcasts_api, live, pages, review_api, speaker_api, talk_api
 from monitor.web.auth import UNAVAILABLE, Auth, optional_session, viewer
 from monitor.web.exports import ExportJobs
@@ -77,13 +78,15 @@ def create_app(
     secret_key: str | None = None,
     metrics: EngineMetrics | None = None,
     engine_health: Callable[[], Mapping[str, object]] | None = None,
+    local_packets: LocalPackets | None = None,
 ) -> FastAPI:
     """The web app on ``store_client``'s Redis.
 
     ``config`` supplies zones and the data directory (media outside it is never served); None is
     allowed for a bare review instance. ``secret_key`` keys the session-token HMAC (default: one
     stored in Redis, shared by every instance). ``metrics``: the running engine's counters; ``engine_health``:
-    the running engine's own state (outbox backlog, store and disk problems) for /healthz and the dashboard.
+    the running engine's own state (outbox backlog, store and disk problems) for /healthz and the dashboard;
+    ``local_packets``: the running engine's packets of a camera's input, so live viewers do not open the camera again.
     """
     app = FastAPI(
         title="village-monitor",
@@ -96,6 +99,7 @@ def create_app(
     web = config.config.web if config is not None else WebConfig()
     app.state.web_config = web  # WebServer reads trusted_proxies from here
     app.state.redis = store_client
+    app.state.local_packets = local_packets  # read by the live-video route (monitor.ingest.live_feed)
     app.state.config = ConfigWatcher(config) if config is not None else None  # follows saved edits
     app.state.exports = ExportJobs(config) if config is not None else None
     app.state.auth = Auth(store_client, secret_key, session_max_s=web.session_max_hours * 3600)

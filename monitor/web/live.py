@@ -142,7 +142,7 @@ def _hub(websocket: WebSocket) -> FeedHub:
     state = websocket.app.state
     with _hub_lock:
         if getattr(state, "live_feeds", None) is None:
-            state.live_feeds = FeedHub()
+            state.live_feeds = FeedHub(state.local_packets)
         hub: FeedHub = state.live_feeds
     return hub
 

@@ -14,6 +14,9 @@ import pytest
 CROWD = (50.5, 11.0)
 QUIET = (25.2, 5.6)
 LOWER_ZONE = [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]
+# The live camera clip (conftest ``live_mp4``): a usual camera setting, one keyframe a second
+LIVE_FPS = 15
+LIVE_GOP = 15
 
 
 def cut_scenario(source: Path, segments: Sequence[tuple[float, float]], out: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,18 +12,20 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 import yaml
+from websockets.sync.client import ClientConnection, connect
 
 from monitor.config import LoadedConfig, load_config
 from monitor.incident import AnnouncementResult, Incident, new_incident_id
 from monitor.store.incidents import IncidentStore
 from monitor.types import PlaybackResult
 from monitor.web.app import create_app
-from monitor.web.auth import Auth
+from monitor.web.auth import COOKIE, Auth
 from monitor.web.metrics import EngineMetrics
 from monitor.web.server import WebServer
 from tests.support.processes import free_port, stop
@@ -237,3 +240,38 @@ def guarded(site: Site, deadline_s: float) -> Iterator[Site]:
         yield replace(site, url=server.url)
     finally:
         server.stop()
+
+
+# --- the live-video WebSocket (#16), as a browser on the site opens it ------------------------------------------
+
+
+def ws_url(site: Site, camera: str = "gate") -> str:
+    return site.url.replace("http://", "ws://") + f"/api/cameras/{camera}/live"
+
+
+def open_live(
+    site: Site, http: httpx.Client | None, *, origin: str | None = None, camera: str = "gate"
+) -> ClientConnection:
+    """A WebSocket to the live route, as a browser on the site would open it (cookie, Origin)."""
+    headers = {"Origin": origin or site.url}
+    if http is not None:
+        headers["Cookie"] = f"{COOKIE}={http.cookies[COOKIE]}"
+    return connect(ws_url(site, camera), additional_headers=headers, open_timeout=10, max_size=None)
+
+
+def read_stream(ws: ClientConnection, seconds: float) -> tuple[dict[str, Any], list[bytes]]:
+    """The init message and the frames received within ``seconds`` of the first one (a cold feed's first frame
+    waits for the camera's next keyframe, up to a GOP after the init: that wait is not the frame rate)."""
+    init: dict[str, Any] = json.loads(ws.recv(timeout=15))
+    first = ws.recv(timeout=15)
+    assert isinstance(first, bytes)
+    frames: list[bytes] = [first]
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = ws.recv(timeout=left)
+        except TimeoutError:
+            break
+        assert isinstance(message, bytes)
+        frames.append(message)
+    return init, frames
