@@ -7,7 +7,12 @@ WebSocket clients (cookie + Origin, as the page does) from this process. For eac
 time (utime+stime from /proc) over the same window: 1 viewer minus 0 is the camera's shared demux+remux plus one
 viewer, (4 - 1) / 3 is what each further viewer adds (the WebSocket sends; nothing is decoded).
 
-    PYTHONPATH=. .venv/bin/python bench/live_viewers.py [--seconds 20]
+``--engine-worker`` runs the camera's stream worker in the web process as ``monitor run`` has it (record-only: it
+demuxes and buffers, decodes nothing), twice: once with the live feed opening the camera itself (``own``, how it
+was before), once taking the worker's packets (``tapped``, what ``monitor run`` does now). The camera's open
+sessions are counted on its side while one viewer watches.
+
+    PYTHONPATH=. .venv/bin/python bench/live_viewers.py [--seconds 20] [--engine-worker]
 """
 
 from __future__ import annotations
@@ -41,9 +46,17 @@ from monitor.config import load_config
 from monitor.web.app import create_app
 from monitor.web.auth import Auth
 from monitor.web.server import WebServer
+from monitor.ingest.worker import Source, StreamWorker
 client = redis.Redis.from_url(sys.argv[1])
 Auth(client).add_user("bench", "viewer", sys.argv[4])
-server = WebServer(create_app(client, load_config(sys.argv[2])), port=int(sys.argv[3])).start()
+loaded, mode = load_config(sys.argv[2]), sys.argv[5]
+local = None
+if mode != "none":  # the engine's record worker of camera "main" in this process
+    worker = StreamWorker("main", Source(loaded.config.cameras["main"].url, is_file=False), None, 10.0)
+    worker.start()
+    if mode == "tapped":
+        local = lambda camera, source: worker.taps if source == worker.source else None
+server = WebServer(create_app(client, loaded, local_packets=local), port=int(sys.argv[3])).start()
 print("READY", flush=True)
 while True:
     time.sleep(3600)
@@ -87,7 +100,9 @@ class Viewer(threading.Thread):
                     self.bytes += len(message)
 
 
-def measure(pid: int, url: str, headers: dict[str, str], viewers: int, seconds: float) -> dict[str, float]:
+def measure(
+    pid: int, url: str, headers: dict[str, str], viewers: int, seconds: float, camera: RtspCamera
+) -> dict[str, float]:
     """CPU share of one core used by the web process with ``viewers`` connected (after a 3 s settle)."""
     clients = [Viewer(url, headers) for _ in range(viewers)]
     for c in clients:
@@ -95,7 +110,10 @@ def measure(pid: int, url: str, headers: dict[str, str], viewers: int, seconds: 
     time.sleep(3 + 2 * bool(viewers))
     frames0 = sum(c.frames for c in clients)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
+    sessions = 0  # the most the camera had open at once, looked at every second of the window
+    while time.monotonic() < t0 + seconds:
+        time.sleep(min(1.0, max(0.0, t0 + seconds - time.monotonic())))
+        sessions = max(sessions, camera.sessions())
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
     fps = (sum(c.frames for c in clients) - frames0) / (t1 - t0) / max(viewers, 1)
     for c in clients:
@@ -103,13 +121,44 @@ def measure(pid: int, url: str, headers: dict[str, str], viewers: int, seconds: 
     for c in clients:
         c.join(5)
     time.sleep(2)  # the feed stops after the last viewer left
-    return {"viewers": viewers, "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "fps_per_viewer": fps}
+    return {"viewers": viewers, "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "fps_per_viewer": fps, "sessions": sessions}
+
+
+def run_mode(tmp: Path, camera: RtspCamera, redis_url: str, mode: str, seconds: float) -> list[dict[str, float]]:
+    """0, 1 and 4 viewers on a fresh web process; ``mode``: none (web alone), own or tapped (see the docstring)."""
+    config = tmp / "streams.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp / "data"), "cameras": {"main": {"url": camera.url("main")}}}))
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-c", SERVE, redis_url, str(config), str(port), PASSWORD, mode],
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert web.stdout is not None and web.stdout.readline().startswith("READY")
+        base = f"http://127.0.0.1:{port}"
+        cookie = httpx.post(f"{base}/auth/login", json={"username": "bench", "password": PASSWORD}).cookies
+        headers = {"Origin": base, "Cookie": "; ".join(f"{k}={v}" for k, v in cookie.items())}
+        url = f"ws://127.0.0.1:{port}/api/cameras/main/live"
+        return [measure(web.pid, url, headers, n, seconds, camera) for n in (0, 1, 4)]
+    finally:
+        stop(web)
+
+
+def report(mode: str, rows: list[dict[str, float]]) -> None:
+    cpu = {int(r["viewers"]): r["cpu_pct"] for r in rows}
+    print(f"\n{mode}:\n| viewers | web process CPU (% of one core) | frames/s per viewer | camera sessions (most) |")
+    print("|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['viewers']:.0f} | {r['cpu_pct']:.2f} | {r['fps_per_viewer']:.1f} | {r['sessions']:.0f} |")
+    print(
+        f"feed + first viewer: {cpu[1] - cpu[0]:.2f} % of one core; each further viewer: {(cpu[4] - cpu[1]) / 3:.2f} %"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per viewer count")
+    ap.add_argument("--engine-worker", action="store_true", help="own vs tapped feed beside the engine's worker")
     args = ap.parse_args()
+    modes = ("own", "tapped") if args.engine_worker else ("none",)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         print("making the 1080p camera stream (ffmpeg, once)…", flush=True)
@@ -117,35 +166,18 @@ def main() -> None:
         redis_port = free_port()
         redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                        "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)  # fmt: skip
-        config = tmp / "streams.yaml"
-        config.write_text(
-            yaml.safe_dump({"data_dir": str(tmp / "data"), "cameras": {"main": {"url": camera.url("main")}}})
-        )
-        port = free_port()
         time.sleep(0.5)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        web = subprocess.Popen([sys.executable, "-c", SERVE, redis_url, str(config), str(port), PASSWORD], cwd=ROOT,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
         try:
-            assert web.stdout is not None and web.stdout.readline().startswith("READY")
-            base = f"http://127.0.0.1:{port}"
-            cookie = httpx.post(f"{base}/auth/login", json={"username": "bench", "password": PASSWORD}).cookies
-            headers = {"Origin": base, "Cookie": "; ".join(f"{k}={v}" for k, v in cookie.items())}
-            url = f"ws://127.0.0.1:{port}/api/cameras/main/live"
-            rows = [measure(web.pid, url, headers, n, args.seconds) for n in (0, 1, 4)]
+            results = {mode: run_mode(tmp, camera, f"redis://127.0.0.1:{redis_port}/0", mode, args.seconds)
+                       for mode in modes}  # fmt: skip
         finally:
-            stop(web)
             stop(redis_proc)
             camera.close()
-    cpu = {int(r["viewers"]): r["cpu_pct"] for r in rows}
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())  # fmt: skip
     print(f"\nCPU: {model}, {os.cpu_count()} CPUs; Python {platform.python_version()}; 1080p25 H.264 4 Mbit/s, GOP 2 s")
-    print("| viewers | web process CPU (% of one core) | frames/s per viewer |\n|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['viewers']:.0f} | {r['cpu_pct']:.2f} | {r['fps_per_viewer']:.1f} |")
-    print(f"\nfeed (demux + remux) + first viewer: {cpu[1] - cpu[0]:.2f} % of one core")
-    print(f"each further viewer: {(cpu[4] - cpu[1]) / 3:.2f} % of one core")
+    for mode, rows in results.items():
+        report(mode, rows)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
-import psutil
 import pytest
 import redis
 
 from monitor.config import load_config
-from monitor.ingest.live_feed import FeedHub, Fragment, LiveFeed
+from monitor.ingest.live_feed import INBOX_LIMIT, FeedHub, Fragment, LiveFeed, _Arrived, _Inbox
+from monitor.ingest.prebuffer import BufferedPacket
 from monitor.ingest.remux import StreamInfo
 from monitor.ingest.taps import PacketTaps
 from monitor.ingest.worker import Source, StreamWorker
@@ -30,15 +30,6 @@ from tests.support.processes import free_port, stop
 from tests.support.rtsp import RtspCamera
 from tests.support.waiting import wait_until
 from tests.support.web import PASSWORDS, ROLES, Site, open_live, read_stream
-
-
-def rtsp_sessions(port: int) -> int:
-    """Connections the camera has open now, counted on its side (RTSP over TCP: one per session)."""
-    return sum(
-        1
-        for c in psutil.net_connections("tcp")
-        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
-    )
 
 
 class Recorder:
@@ -109,13 +100,13 @@ def test_a_watched_camera_is_read_once_and_its_picture_starts_from_the_buffer(
     camera: RtspCamera, running: list[StreamWorker]
 ) -> None:
     worker = running[0]
-    assert rtsp_sessions(camera.port) == 1
+    assert camera.sessions() == 1
     hub, viewer = FeedHub(local_of(running)), Recorder()
     joined = time.monotonic()
     feed = hub.join("gate", worker.source, viewer)
     try:
         wait_until(lambda: len(viewer.fragments_since(joined)) >= 3 * LIVE_FPS, 10, "3 s of fragments")
-        assert feed.tapped and rtsp_sessions(camera.port) == 1  # watched, and still one session at the camera
+        assert feed.tapped and camera.sessions() == 1  # watched, and still one session at the camera
         got = viewer.snapshot()  # the feed carries on meanwhile: everything below is judged on one copy
         (_, info), (first_at, first) = viewer.starts[0], got[0]
         assert len(viewer.starts) == 1 and info.mime is not None and info.mime.startswith('video/mp4; codecs="avc1.4d')
@@ -134,7 +125,7 @@ def test_a_watched_camera_is_read_once_and_its_picture_starts_from_the_buffer(
     feed = own.join("gate", worker.source, mine)
     try:
         wait_until(lambda: len(mine.fragments) >= LIVE_FPS, 15, "fragments from a feed of its own")
-        assert not feed.tapped and rtsp_sessions(camera.port) == 2
+        assert not feed.tapped and camera.sessions() == 2
     finally:
         own.leave(feed, mine)
 
@@ -153,7 +144,7 @@ def test_the_feed_follows_the_worker_through_a_camera_outage_and_a_replaced_work
         camera.start()
         back = time.monotonic()
         wait_until(lambda: len(viewer.fragments_since(back)) >= LIVE_FPS, 30, "fragments after the reconnect")
-        assert len(viewer.starts) == 2 and feed.tapped and rtsp_sessions(camera.port) == 1
+        assert len(viewer.starts) == 2 and feed.tapped and camera.sessions() == 1
 
         running[0].stop()  # a reload replaces the worker: the feed finds the new one
         running.append(StreamWorker("gate", running[0].source, detect_fps=2, ring_s=4.0))
@@ -161,7 +152,7 @@ def test_the_feed_follows_the_worker_through_a_camera_outage_and_a_replaced_work
         replaced = time.monotonic()
         wait_until(lambda: len(viewer.fragments_since(replaced)) >= LIVE_FPS, 30, "fragments from the new worker")
         assert len(viewer.starts) == 3 and feed.tapped and running[-1].taps.active
-        assert rtsp_sessions(camera.port) == 1
+        assert camera.sessions() == 1
         assert [e for _, e in viewer.offline][-1] == "camera stopped"
     finally:
         hub.leave(feed, viewer)
@@ -184,13 +175,33 @@ def test_monitor_run_serves_live_video_without_opening_the_camera_again(
     engine = start_engine(cfg, log)
     try:
         site = Site(f"http://127.0.0.1:{port}", client, load_config(cfg), {}, EngineMetrics())
-        wait_until(lambda: "web page: http" in log.read_text() and rtsp_sessions(camera.port) == 1, 60, "started")
+        wait_until(lambda: "web page: http" in log.read_text() and camera.sessions() == 1, 60, "started")
         with open_live(site, site.login("view")) as ws:
             init, frames = read_stream(ws, 3.0)
-            assert rtsp_sessions(camera.port) == 1  # watched from the engine's own worker
+            assert camera.sessions() == 1  # watched from the engine's own worker
         assert init["type"] == "init" and init["codec"] == "h264"
         assert len(frames) >= 0.8 * LIVE_FPS * 3
         assert "live gate: taking the engine's packets" in log.read_text()
     finally:
         stop(engine)
         client.close()
+
+
+def test_a_feed_that_falls_behind_skips_to_a_keyframe_instead_of_piling_up_packets() -> None:
+    """The worker never waits on a live feed: past ``INBOX_LIMIT`` queued packets it drops them, and the feed
+    carries on from the next keyframe that finds room (never from a frame whose references were dropped)."""
+    inbox = _Inbox(threading.Event())
+
+    def packet(n: int, keyframe: bool) -> BufferedPacket:
+        return BufferedPacket(n / 25, n, n, 1, keyframe, av.Packet(b"\0\0\0\1" + bytes([n % 256])))
+
+    for n in range(INBOX_LIMIT + 10):
+        inbox.on_packet(packet(n, keyframe=n == 0))
+    inbox.on_packet(packet(INBOX_LIMIT + 10, keyframe=True))  # no room yet: dropped too
+    taken = [inbox.take() for _ in range(5)]
+    inbox.on_packet(packet(INBOX_LIMIT + 11, keyframe=False))  # room, but its references are gone: dropped
+    inbox.on_packet(packet(INBOX_LIMIT + 12, keyframe=True))  # the stream goes on from here
+    inbox.on_packet(packet(INBOX_LIMIT + 13, keyframe=False))
+    rest = [inbox.take() for _ in range(INBOX_LIMIT - 5 + 2)]
+    pts = [e.item.pts for e in taken + rest if isinstance(e, _Arrived)]
+    assert pts == [*range(INBOX_LIMIT), INBOX_LIMIT + 12, INBOX_LIMIT + 13]

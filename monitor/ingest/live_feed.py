@@ -11,10 +11,10 @@ are called on the feed's thread and must not block (the web side hands each call
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -309,44 +309,36 @@ class _Inbox:
 
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
-        self._events: deque[_Opened | _Arrived | _Ended] = deque()
-        self._ready = threading.Condition()
-        self._skipping = False  # after an overflow: packets are dropped until the next keyframe
+        self._events: queue.SimpleQueue[_Opened | _Arrived | _Ended] = queue.SimpleQueue()  # C: cheap per packet
+        self._skipping = False  # after an overflow: packets are dropped until a keyframe finds room
 
     def on_stream(self, stream: av.video.stream.VideoStream, backlog: Sequence[BufferedPacket]) -> None:
         try:
             opened: _Opened | _Ended = _Opened(Fmp4Remuxer(stream), stream.time_base or Fraction(0), backlog)
         except (av.FFmpegError, ValueError) as exc:
             opened = _Ended(f"cannot remux the stream: {type(exc).__name__}: {exc}", closed=True)
-        self._put(opened)
+        self._events.put(opened)
 
     def on_packet(self, item: BufferedPacket) -> None:
-        if self._skipping and not item.keyframe:
+        full = self._events.qsize() >= INBOX_LIMIT
+        if full or (self._skipping and not item.keyframe):
+            self._skipping = True  # the viewers' stream goes on from the next keyframe: nothing broken in between
             return
         self._skipping = False
-        self._put(_Arrived(item, time.time()))
+        self._events.put(_Arrived(item, time.time()))
 
     def on_offline(self, error: str, closed: bool) -> None:
-        self._put(_Ended(error, closed))
-
-    def _put(self, event: _Opened | _Arrived | _Ended) -> None:
-        with self._ready:
-            if len(self._events) >= INBOX_LIMIT and isinstance(event, _Arrived):
-                self._events = deque(e for e in self._events if not isinstance(e, _Arrived))
-                self._skipping = not event.item.keyframe
-                if self._skipping:
-                    return
-            self._events.append(event)
-            self._ready.notify()
+        self._events.put(_Ended(error, closed))
 
     def take(self) -> _Opened | _Arrived | _Ended | None:
         """The next event, waiting for one; None once the feed is stopped."""
-        with self._ready:
-            while not self._events:
-                if self._stop.is_set():
-                    return None
-                self._ready.wait(0.25)  # the stop flag is an Event of its own: looked at four times a second
-            return None if self._stop.is_set() else self._events.popleft()
+        while not self._stop.is_set():
+            try:
+                event = self._events.get(timeout=0.25)  # the stop flag is an Event of its own: looked at 4x a second
+            except queue.Empty:
+                continue
+            return None if self._stop.is_set() else event
+        return None
 
 
 class FeedHub:

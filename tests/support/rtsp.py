@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.processes import stop
@@ -38,6 +39,14 @@ class RtspCamera:
     def url(self, name: str) -> str:
         """rtsp:// URL of one stream."""
         return f"rtsp://127.0.0.1:{self.port}/{name}"
+
+    def sessions(self) -> int:
+        """Connections the camera has open now, counted on its side (RTSP over TCP: one per session)."""
+        return sum(
+            1
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == self.port and c.status == psutil.CONN_ESTABLISHED
+        )
 
     def kill(self) -> None:
         """The camera disappears: clients see the stream end, then connection refused."""
