@@ -62,11 +62,12 @@ class Recorder:
             return [f for at, f in self.fragments if at >= t]
 
 
-def decoded_frames(info: StreamInfo, fragments: list[Fragment]) -> int:
-    """How many pictures FFmpeg decodes from the init segment and these fragments, as a browser's MSE gets them."""
+def decoded_times(info: StreamInfo, fragments: list[Fragment]) -> list[float]:
+    """The presentation time of each picture FFmpeg decodes from the init segment and these fragments, as a
+    browser's MSE gets them (its ``mediaTime``)."""
     data = io.BytesIO(info.init + b"".join(f.data for f in fragments))
     with av.open(data, "r", format="mp4") as container:
-        return sum(1 for _ in container.decode(video=0))
+        return [float(frame.time or 0) for frame in container.decode(video=0)]
 
 
 @pytest.fixture
@@ -113,9 +114,13 @@ def test_a_watched_camera_is_read_once_and_its_picture_starts_from_the_buffer(
         assert first.keyframe and first_at - joined < 0.5  # from the worker's buffer: no wait for the next keyframe
         steady = [at for at, _ in got if at >= joined + 1.0]  # after the buffered GOP came in one go
         assert len(steady) >= 0.8 * LIVE_FPS * (got[-1][0] - (joined + 1.0))  # the camera's rate
-        assert decoded_frames(info, [f for _, f in got]) >= len(got) - 1  # all playable (the last may wait)
+        times = decoded_times(info, [f for _, f in got])
+        assert len(times) >= len(got) - 1  # all playable (the last may wait)
         pts = [f.pts_s for _, f in got]
         assert pts == sorted(pts) and len(set(pts)) == len(pts)
+        # each fragment says when the browser will play it (the page matches that with its arrival for the
+        # latency it shows): the muxer starts the timeline at 0, not at the worker's stamps (found: 1.2 s off)
+        assert [round(t, 3) for t in times] == [round(p, 3) for p in pts[: len(times)]]
     finally:
         hub.leave(feed, viewer)
     wait_until(lambda: not worker.taps.active, 5, "the feed lets go of the worker")

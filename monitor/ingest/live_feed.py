@@ -260,10 +260,14 @@ class _Fragmenter:
         self._tb = float(time_base)
         self._publish = publish
         self._pending: list[_Pending] = []
+        self._origin: int | None = None  # the first packet's dts: the muxer starts its timeline there, at 0
 
     def push(self, packet: av.Packet, wall: float) -> None:  # type: ignore[type-arg]
         """Mux ``packet`` (which reached this process at ``wall``); publish the fragment it completed, if any."""
-        meta = _Pending(bool(packet.is_keyframe), (packet.pts or 0) * self._tb, wall)
+        if self._origin is None:
+            self._origin = packet.dts or 0
+        # the time the browser plays it at (its mediaTime): the page matches it with ``wall`` to show the latency
+        meta = _Pending(bool(packet.is_keyframe), ((packet.pts or 0) - self._origin) * self._tb, wall)
         data = self.remuxer.push(packet)
         if data and self._pending:
             first = self._pending[0]  # the fragment holds every pending frame; it starts with the oldest

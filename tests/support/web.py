@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from monitor.config import LoadedConfig, load_config
 from monitor.incident import AnnouncementResult, Incident, new_incident_id
+from monitor.ingest.live_feed import LocalPackets
 from monitor.store.incidents import IncidentStore
 from monitor.types import PlaybackResult
 from monitor.web.app import create_app
@@ -163,6 +164,7 @@ def running_site(
     config: LoadedConfig,
     media: dict[str, Path],
     engine_health: Callable[[], Mapping[str, object]] | None = None,
+    local_packets: LocalPackets | None = None,
 ) -> Iterator[Site]:
     """Users admin/oper/view, camera 'gate' live, and the web server on a free port (``engine_health``: an
     engine's own state, as ``monitor run`` serves it)."""
@@ -172,7 +174,8 @@ def running_site(
         auth.add_user(name, role, PASSWORDS[name])
     publish_camera(client, "gate", media["live"])
     metrics = EngineMetrics()
-    server = WebServer(create_app(client, config, metrics=metrics, engine_health=engine_health), port=0).start()
+    app = create_app(client, config, metrics=metrics, engine_health=engine_health, local_packets=local_packets)
+    server = WebServer(app, port=0).start()
     try:
         yield Site(server.url, client, config, media, metrics)
     finally:

@@ -9,6 +9,9 @@
   const HEADER = 16; // float64 wall-clock arrival at the server, float64 presentation time
   const TARGET_BEHIND_S = 0.15; // played this far behind the newest frame: room for network and decoder jitter
   const JUMP_BEHIND_S = 1.5; // further behind than this (a stall, a hidden tab): jump instead of catching up
+  // A stream's first seconds come with the server's buffered GOP (up to one keyframe interval old) in one burst:
+  // then any lag over twice the target is jumped, or catching up at 1.1x would take ten times as long as the lag.
+  const SETTLE_MS = 3000;
   const KEEP_S = 20; // seconds of played video kept in the SourceBuffer
   const H265_NOTE = "H.265: live video unavailable, showing stills 显示静态画面";
 
@@ -26,7 +29,7 @@
   // clock: [presentation time, server arrival] of recent frames, to find each shown frame's arrival
   const stats = { frames: 0, firstFrameAt: null, latencies: [], clock: [], codec: null, mode: "connecting" };
   video.liveStats = stats;
-  let ms = null, sb = null, pending = [], retry = 1000, closedForGood = false;
+  let ms = null, sb = null, pending = [], retry = 1000, closedForGood = false, startedAt = 0;
 
   function showStill(text, mode) {
     stats.mode = mode;
@@ -44,6 +47,7 @@
       return;
     }
     showStill("实时视频缓冲中 buffering live video…", "starting");
+    startedAt = performance.now();
     stats.codec = msg.codec;
     video.width = msg.width; video.height = msg.height; // aspect ratio before the first frame: no jump in layout
     stage.classList.add("live-on");
@@ -77,13 +81,15 @@
     chase();
   }
 
-  // Stay near the live edge without stalling: start a few frames behind the newest one (the server replays its GOP
-  // so that frame can be decoded), play a little faster while too far behind, jump only after a long stall.
+  // Stay near the live edge without stalling: start a few frames behind the newest one (the server sends the GOP
+  // so that frame can be decoded), play a little faster while too far behind, jump only after a long stall (or
+  // at a stream's start, past its burst).
   function chase() {
     const b = video.buffered;
     if (!b.length) return;
     const start = b.start(b.length - 1), end = b.end(b.length - 1), behind = end - video.currentTime;
-    if (behind > JUMP_BEHIND_S || video.currentTime < start) video.currentTime = Math.max(start, end - TARGET_BEHIND_S);
+    const jumpOver = performance.now() - startedAt < SETTLE_MS ? 2 * TARGET_BEHIND_S : JUMP_BEHIND_S;
+    if (behind > jumpOver || video.currentTime < start) video.currentTime = Math.max(start, end - TARGET_BEHIND_S);
     else video.playbackRate = behind > 2 * TARGET_BEHIND_S ? 1.1 : 1.0;
     if (video.paused) video.play().catch(() => null);
   }
