@@ -146,10 +146,20 @@ def test_the_feed_follows_the_worker_through_a_camera_outage_and_a_replaced_work
 
         camera.kill()  # the camera goes away and comes back on the same address: the worker reconnects by itself
         wait_until(lambda: bool(viewer.offline), 15, "the viewer is told the camera is offline")
+        late = Recorder()  # someone opens the camera page meanwhile: told it is offline at once, not "connecting"
+        hub.join("gate", running[0].source, late)
+        wait_until(lambda: bool(late.offline), 1, "a viewer joining during the outage is told")
+        other_hub, first = FeedHub(local_of(running)), Recorder()  # a feed that starts while the worker is offline
+        other = other_hub.join("gate", running[0].source, first)
+        wait_until(lambda: bool(first.offline), 2, "a feed tapping an offline worker tells its viewer")
+        assert other.tapped and not first.starts
+        other_hub.leave(other, first)
         camera.start()
         back = time.monotonic()
         wait_until(lambda: len(viewer.fragments_since(back)) >= LIVE_FPS, 30, "fragments after the reconnect")
+        wait_until(lambda: len(late.fragments_since(back)) >= LIVE_FPS, 5, "the late viewer's too")
         assert len(viewer.starts) == 2 and feed.tapped and camera.sessions() == 1
+        hub.leave(feed, late)
 
         running[0].stop()  # a reload replaces the worker: the feed finds the new one
         running.append(StreamWorker("gate", running[0].source, detect_fps=2, ring_s=4.0))

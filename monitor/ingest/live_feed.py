@@ -85,6 +85,7 @@ class LiveFeed:
         self._lock = threading.Lock()
         self._info: StreamInfo | None = None
         self._gop: list[Fragment] = []  # fragments since the last keyframe, replayed to a joining viewer
+        self._error: str | None = None  # why the camera cannot be read now (told to a viewer joining meanwhile)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{camera}", daemon=True)
 
@@ -107,9 +108,12 @@ class LiveFeed:
         self._thread.join(timeout)
 
     def add(self, viewer: Viewer) -> None:
-        """Add a viewer; it is started at the newest keyframe when the stream is already running."""
+        """Add a viewer; it is started at the newest keyframe when the stream is already running, and told when
+        the camera is offline."""
         with self._lock:
             self._viewers.append(viewer)
+            if self._info is None and self._error is not None:
+                viewer.on_offline(self._error)
             if self._info is not None:
                 viewer.on_start(self._info)
                 for fragment in self._gop:
@@ -152,7 +156,7 @@ class LiveFeed:
 
     def _offline(self, error: str) -> None:
         with self._lock:
-            self._info, self._gop = None, []
+            self._info, self._gop, self._error = None, [], error
             self._each(lambda v: v.on_offline(error))
 
     def _own_session(self) -> str:
@@ -218,7 +222,7 @@ class LiveFeed:
     def _begin(self, remuxer: Fmp4Remuxer) -> bool:
         """Tell the viewers a stream begins; False when browsers cannot play it remuxed (viewers get stills)."""
         with self._lock:
-            self._info, self._gop = remuxer.info, []
+            self._info, self._gop, self._error = remuxer.info, [], None
             self._each(lambda v: v.on_start(remuxer.info))
         if remuxer.info.mime is None:
             log.info("live %s: %s cannot be remuxed for browsers; viewers get stills", self.camera, remuxer.codec)

@@ -43,18 +43,22 @@ class PacketTaps:
     def __init__(self, camera: str) -> None:
         self.camera = camera
         self.active = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # add() tells a joiner under it, and a failing one is removed under it
         self._listening: list[PacketListener] = []  # told the current session's stream
         self._joining: list[PacketListener] = []  # told it with the next packet
         self._closed = False
+        self._offline: str | None = None  # why the last session ended, until the next one begins
 
     def add(self, listener: PacketListener) -> bool:
-        """Start telling ``listener``, from the next packet; False when the worker has stopped for good."""
+        """Start telling ``listener``, from the next packet; False when the worker has stopped for good. While the
+        camera is offline it is told so at once (under the lock: before any later news of a new session)."""
         with self._lock:
             if self._closed:
                 return False
             self._joining.append(listener)
             self.active = True
+            if self._offline is not None:
+                self._call(listener, listener.on_offline, self._offline, False)
             return True
 
     def remove(self, listener: PacketListener) -> None:
@@ -68,6 +72,7 @@ class PacketTaps:
         """The worker opened the stream again: every listener is told the new stream with its next packet."""
         with self._lock:
             self._joining, self._listening = self._listening + self._joining, []
+            self._offline = None
 
     def deliver(
         self, stream: av.video.stream.VideoStream, item: BufferedPacket, backlog: Callable[[], list[BufferedPacket]]
@@ -88,6 +93,7 @@ class PacketTaps:
         """Tell every listener the session ended; ``closed``: for good, and nobody may join any more."""
         with self._lock:
             told = self._listening + self._joining
+            self._offline = error
             if closed:
                 self._closed, self._listening, self._joining, self.active = True, [], [], False
         for listener in told:
