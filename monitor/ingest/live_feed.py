@@ -112,12 +112,12 @@ class LiveFeed:
         the camera is offline."""
         with self._lock:
             self._viewers.append(viewer)
-            if self._info is None and self._error is not None:
-                viewer.on_offline(self._error)
             if self._info is not None:
                 viewer.on_start(self._info)
                 for fragment in self._gop:
                     viewer.on_fragment(fragment)
+            elif self._error is not None:
+                viewer.on_offline(self._error)
 
     def remove(self, viewer: Viewer) -> int:
         """Remove a viewer; returns how many are left."""
